@@ -1,0 +1,16 @@
+"""Checks: small passes over a model's graph, each reporting diagnostics, never raising."""
+
+from __future__ import annotations
+
+from ..diagnostics import DiagnosticSink
+from ..ir import ModelGraph
+from .connectivity import check_connectivity
+from .resources import check_memory
+
+
+def run_checks(graph: ModelGraph, sink: DiagnosticSink, memory_limit: int) -> None:
+    check_connectivity(graph, sink)
+    check_memory(graph, sink, memory_limit)
+
+
+__all__ = ["run_checks"]

@@ -1,0 +1,251 @@
+"""The front end's driver: read files, follow imports, elaborate models, run the checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import syntax as ast
+from .checks import run_checks
+from .diagnostics import Diagnostic, DiagnosticSink, GraphdslError, Note, SourceMap, Span
+from .elaborate import Definition, Elaborator, Namespace
+from .ir import ModelGraph
+from .parser import parse
+from .train_config import check_train_block
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+DEFAULT_MEMORY_LIMIT = 64 * 1024**3
+
+
+@dataclass
+class Program:
+    """A checked program: its models (graph IR) and any warnings."""
+
+    models: dict[str, ModelGraph]
+    diagnostics: list[Diagnostic]
+    sources: SourceMap
+    file: str
+    base_dir: str = "."
+
+    def model(self, name: str | None = None) -> ModelGraph:
+        if name is None:
+            if not self.models:
+                raise GraphdslError([], self.sources)
+            return next(reversed(self.models.values()))
+        return self.models[name]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+@dataclass
+class _Loaded:
+    module: ast.Module
+    namespace: Namespace
+    path: str
+
+
+@dataclass
+class _Session:
+    sink: DiagnosticSink = field(default_factory=DiagnosticSink)
+    sources: SourceMap = field(default_factory=SourceMap)
+    loaded: dict[str, _Loaded | None] = field(default_factory=dict)
+    stack: list[str] = field(default_factory=list)
+
+
+def read_source(path: str, sink: DiagnosticSink, span: Span | None = None) -> str | None:
+    """The text of a file, or a `bad-file` diagnostic saying why it cannot be read."""
+    where = span or Span(path, 1, 1, 1, 1)
+    code = "import-error" if span else "bad-file"
+    if not os.path.exists(path):
+        sink.error(code, f"no such file: {path}", span)
+        return None
+    if os.path.isdir(path):
+        sink.error(code, f"{path} is a directory, not a .gdl file", span)
+        return None
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            sink.error(code, f"{path} is {size} bytes; graphdsl reads files up to "
+                       f"{MAX_FILE_BYTES} bytes", span)
+            return None
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        sink.error(code, f"cannot read {path}: {exc.strerror or exc}", span)
+        return None
+    return decode_source(data, path, sink, where if span else None)
+
+
+def decode_source(data: bytes, name: str, sink: DiagnosticSink,
+                  span: Span | None = None) -> str | None:
+    if b"\x00" in data:
+        sink.error("bad-file", f"{name} is a binary file, not graphdsl source", span)
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        sink.error("bad-file", f"{name} is not valid UTF-8: byte 0x{data[exc.start]:02x} at "
+                   f"line {line}, column {column}", span or Span(name, line, column, line,
+                                                                 column + 1))
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _load(session: _Session, path: str, text: str | None, import_span: Span | None) -> \
+        _Loaded | None:
+    key = os.path.abspath(path) if text is None else path
+    if key in session.stack:
+        chain = " -> ".join(os.path.basename(p) for p in [*session.stack, key])
+        session.sink.error("import-error", f"import cycle: {chain}", import_span)
+        return None
+    if key in session.loaded:
+        return session.loaded[key]
+    if text is None:
+        text = read_source(path, session.sink, import_span)
+        if text is None:
+            session.loaded[key] = None
+            return None
+    session.sources.add(path, text)
+    module = parse(text, path, session.sink)
+    if module is None:
+        session.loaded[key] = None
+        return None
+    namespace = Namespace(path)
+    base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
+    session.stack.append(key)
+    for imp in module.imports:
+        target = os.path.normpath(os.path.join(base, imp.path.value))
+        loaded = _load(session, target, None, imp.path.span)
+        if loaded is None:
+            continue
+        if imp.names is None:
+            if imp.alias is not None:
+                namespace.aliases[imp.alias.name] = loaded.namespace
+            else:
+                for name, d in loaded.namespace.definitions.items():
+                    namespace.definitions.setdefault(name, d)
+        else:
+            for ident in imp.names:
+                found = loaded.namespace.definitions.get(ident.name)
+                if found is None:
+                    from .diagnostics import suggestion_help
+
+                    session.sink.error("import-error", f"`{ident.name}` is not defined in "
+                                       f"{imp.path.value}", ident.span,
+                                       help=suggestion_help(ident.name,
+                                                            loaded.namespace.definitions))
+                else:
+                    namespace.definitions[ident.name] = found
+    session.stack.pop()
+    own: dict[str, Span] = {}
+    for d in module.definitions:
+        if d.name.name in own:
+            session.sink.error("duplicate-definition", f"`{d.name.name}` is already defined",
+                               d.name.span, notes=[Note("first defined here", own[d.name.name])])
+            continue
+        own[d.name.name] = d.name.span
+        namespace.definitions[d.name.name] = Definition(d, namespace)
+    result = _Loaded(module, namespace, path)
+    session.loaded[key] = result
+    return result
+
+
+def compile_text(text: str, file: str = "<string>", *, model: str | None = None,
+                 memory_limit: int | None = None, base_dir: str | None = None) -> Program:
+    """Check a program given as text; raise GraphdslError carrying every diagnostic."""
+    session = _Session()
+    return _compile(session, file, text, model, memory_limit, base_dir)
+
+
+def compile_path(path: str, *, model: str | None = None,
+                 memory_limit: int | None = None) -> Program:
+    session = _Session()
+    text = read_source(path, session.sink)
+    if text is None:
+        raise GraphdslError(session.sink.sorted(), session.sources)
+    return _compile(session, path, text, model, memory_limit, None)
+
+
+def _compile(session: _Session, file: str, text: str, model: str | None,
+             memory_limit: int | None, base_dir: str | None) -> Program:
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 20_000))
+    try:
+        loaded = _load(session, file, text, None)
+        models: dict[str, ModelGraph] = {}
+        if loaded is not None:
+            if base_dir is None:
+                base_dir = os.path.dirname(os.path.abspath(file)) if not file.startswith("<") \
+                    else os.getcwd()
+            models = _elaborate(session, loaded, model, memory_limit, base_dir)
+    finally:
+        sys.setrecursionlimit(old_limit)
+    diagnostics = session.sink.sorted()
+    if any(d.is_error for d in diagnostics):
+        raise GraphdslError(diagnostics, session.sources)
+    return Program(models, diagnostics, session.sources, file, base_dir or ".")
+
+
+def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
+               memory_limit: int | None, base_dir: str) -> dict[str, ModelGraph]:
+    module = loaded.module
+    defs = {d.name.name: d for d in module.definitions}
+    all_models = {d.name.name: d for d in module.definitions if d.kind == "model"}
+    trains: dict[str, ast.TrainDef] = {}
+    for t in module.trains:
+        if t.model.name in trains:
+            session.sink.error("duplicate-definition", f"model `{t.model.name}` has two train "
+                               "blocks", t.model.span,
+                               notes=[Note("the first is here", trains[t.model.name].span)])
+            continue
+        target = defs.get(t.model.name)
+        if target is None or target.kind != "model":
+            from .diagnostics import suggestion_help
+
+            session.sink.error("unknown-model", f"`train {t.model.name}`: no model named "
+                               f"`{t.model.name}`", t.model.span,
+                               help=suggestion_help(t.model.name, all_models))
+            continue
+        trains[t.model.name] = t
+    if only is not None and only not in all_models:
+        from .diagnostics import suggestion_help
+
+        session.sink.error("unknown-model", f"no model named `{only}` in {loaded.path}", None,
+                           help=suggestion_help(only, all_models) or
+                           ("models: " + ", ".join(all_models) if all_models else
+                            "the file defines no model"))
+        return {}
+    models: dict[str, ModelGraph] = {}
+    for name, node in all_models.items():
+        if only is not None and name != only:
+            continue
+        definition = loaded.namespace.definitions.get(name)
+        if not isinstance(definition, Definition) or definition.node is not node:
+            continue
+        elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
+        graph = elaborator.model(definition)
+        train = trains.get(name)
+        if train is not None:
+            graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)
+        run_checks(graph, session.sink,
+                   memory_limit=memory_limit if memory_limit is not None else
+                   DEFAULT_MEMORY_LIMIT)
+        models[name] = graph
+    return models
+
+
+def program_json(program: Program | None, diagnostics: list[Diagnostic]) -> dict[str, Any]:
+    from .summary import model_json
+
+    return {
+        "ok": not any(d.is_error for d in diagnostics),
+        "diagnostics": [d.to_json() for d in diagnostics],
+        "models": [model_json(m) for m in program.models.values()] if program else [],
+    }

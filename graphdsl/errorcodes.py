@@ -1,0 +1,45 @@
+"""Every diagnostic code, stable and documented (docs/errors.md has one section per code)."""
+
+from __future__ import annotations
+
+# code -> one-line meaning. Codes never change once published; add, never rename.
+CODES: dict[str, str] = {
+    # reading files
+    "bad-file": "the file cannot be read as graphdsl source (missing, a directory, binary, not UTF-8)",
+    "import-error": "an imported file is missing, unreadable, or imports itself in a cycle",
+    # syntax
+    "syntax": "the text does not follow the grammar",
+    # names and definitions
+    "unknown-name": "a name that is not defined in scope",
+    "unknown-argument": "a keyword argument or setting that the callee does not take",
+    "duplicate-definition": "a name defined twice in the same scope",
+    "missing-argument": "a required argument is not given",
+    "too-many-arguments": "more positional arguments than the callee takes",
+    "argument-type": "an argument of the wrong kind (a tensor where a number is expected, ...)",
+    "argument-value": "an argument with a value outside what the callee allows",
+    "not-callable": "a call of something that is not a layer, block, model or function",
+    "invalid-statement": "a statement that is not allowed where it stands",
+    "unknown-model": "a train block or command names a model that is not defined",
+    # graph structure
+    "disconnected": "a result depends on a tensor that is not an input of its model",
+    "cycle": "a tensor depends on itself",
+    "unused-input": "an input reaches no output, loss or metric",
+    "unused-target": "a target is used by no loss or metric",
+    "unused-parameter": "a trainable parameter reaches no loss of a model that is trained",
+    "head-without-loss": "an output has neither a loss nor the `inference` marking",
+    # types and shapes
+    "shape-mismatch": "tensor shapes that do not fit the op's rule",
+    "dtype-mismatch": "a tensor of the wrong element type for the op",
+    "tie-shape": "a tied or structured parameter whose shape does not fit the place it is used",
+    "unknown-dimension": "an op needs a dimension that is only known symbolically",
+    # masks
+    "mask-ignored": "a masked tensor reaches an op that drops its mask without using it",
+    # losses, metrics and training
+    "loss-not-scalar": "a loss term that does not reduce to a scalar",
+    "no-loss": "a model that is trained has no loss",
+    "optimizer-coverage": "a trainable parameter that no optimizer group covers",
+    "optimizer-shadowed": "an optimizer pattern that covers no parameter not already covered",
+    "train-setting": "a train block setting with a wrong name, kind or value",
+    # resources
+    "memory-limit": "the model's parameters need more memory than the configured limit",
+}

@@ -1,0 +1,121 @@
+"""Core layers: Dense, Embedding, Dropout, Activation, Flatten, Reshape."""
+
+from __future__ import annotations
+
+from ..types import ShapeError, TensorType
+from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
+from .rules import product, same_as
+
+
+def _dense(call: OpCall) -> TensorType:
+    shape = call.shape("x", min_rank=1)
+    return TensorType("float32", (*shape[:-1], call.args["units"]))
+
+
+register(OpDef(
+    "Dense", "core", "layer", "A fully connected layer: activation(x @ kernel + bias).",
+    inputs=(In("x"),),
+    args=(Arg("units", "int"), Arg("activation", "activation", "linear"),
+          Arg("use_bias", "bool", True)),
+    params=(
+        ParamSpec("kernel", lambda a, i: (last_dim_of(i), a["units"]), "glorot_uniform",
+                  "[in_features, units]"),
+        ParamSpec("bias", lambda a, i: (a["units"],), "zeros", "[units]",
+                  when=lambda a: a["use_bias"], needs_input=False),
+    ),
+    infer=_dense,
+    canonical="y = activation(x @ kernel + bias); kernel is [in, units] (Keras layout; "
+              "torch.nn.Linear.weight is its transpose)",
+))
+
+
+def last_dim_of(inputs: tuple[TensorType, ...] | list[TensorType]) -> int:
+    shape = inputs[0].shape
+    assert shape is not None
+    d = shape[-1]
+    if not isinstance(d, int):
+        raise ShapeError(f"the last dimension of the input must be a known size, got `{d}`", 0,
+                         code="unknown-dimension",
+                         help="declare it as a number or a model parameter")
+    return d
+
+
+def _embedding(call: OpCall) -> TensorType:
+    shape = call.shape("ids")
+    return TensorType("float32", (*shape, call.args["output_dim"]))
+
+
+register(OpDef(
+    "Embedding", "core", "layer", "A lookup table of integer ids; `mask_zero` makes id 0 padding.",
+    inputs=(In("ids", "int"),),
+    args=(Arg("input_dim", "int"), Arg("output_dim", "int"), Arg("mask_zero", "bool", False)),
+    params=(ParamSpec("embeddings", lambda a, i: (a["input_dim"], a["output_dim"]),
+                      "uniform", "[input_dim, output_dim]", needs_input=False),),
+    infer=_embedding, mask="produce",
+    canonical="y = embeddings[ids]; with mask_zero the output's mask is ids != 0. Ids outside "
+              "[0, input_dim) are an error in both backends.",
+))
+
+register(OpDef(
+    "Dropout", "core", "layer", "Inverted dropout in training, identity in inference.",
+    inputs=(In("x", "float"),), args=(Arg("rate", "float"),),
+    infer=lambda c: same_as(c, "x"), random=True,
+    canonical="training: x * bernoulli(1 - rate) / (1 - rate); inference: x",
+))
+
+register(OpDef(
+    "Activation", "core", "layer", "Applies an activation function.",
+    inputs=(In("x", "float"),), args=(Arg("activation", "activation"),),
+    infer=lambda c: same_as(c, "x"),
+    canonical="y = activation(x)",
+))
+
+
+def _flatten(call: OpCall) -> TensorType:
+    shape = call.shape("x", min_rank=1)
+    return TensorType(call.input("x").dtype, (shape[0], product(shape[1:])))
+
+
+register(OpDef(
+    "Flatten", "core", "layer", "Flattens every axis but the first.",
+    inputs=(In("x", "any"),), infer=_flatten, mask="drop",
+    canonical="y = reshape(x, [batch, -1]) in row-major (C) order, channels last",
+))
+
+
+def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:  # type: ignore[type-arg]
+    """Target entries: ints, at most one -1 (inferred); 0 copies the input's dimension."""
+    out = [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
+    if sum(1 for d in out if d == -1) > 1:
+        raise ShapeError("at most one dimension may be -1", argument, code="argument-value")
+    total = product(in_shape)
+    known_part = product([d for d in out if d != -1])
+    if -1 in out:
+        if isinstance(total, int) and isinstance(known_part, int):
+            if known_part == 0 or total % known_part:
+                raise ShapeError(f"cannot reshape {list(in_shape)} ({total} elements) into "
+                                 f"{target}", argument)
+            out[out.index(-1)] = total // known_part
+        elif known_part == total:
+            out[out.index(-1)] = 1
+        else:
+            from ..types import Sym
+            out[out.index(-1)] = Sym.named(f"({total})/({known_part})")
+    elif product(out) != total:
+        raise ShapeError(f"cannot reshape {list(map(str, in_shape))} into "
+                         f"{list(map(str, out))}: the element counts differ", argument)
+    return tuple(out)
+
+
+def _reshape_layer(call: OpCall) -> TensorType:
+    shape = call.shape("x", min_rank=1)
+    out = reshape_rule(shape[1:], list(call.args["target_shape"]), "target_shape")
+    return TensorType(call.input("x").dtype, (shape[0], *out))
+
+
+register(OpDef(
+    "Reshape", "core", "layer", "Reshapes every axis but the first (Keras' Reshape).",
+    inputs=(In("x", "any"),), args=(Arg("target_shape", "int_list"),),
+    infer=_reshape_layer, mask="drop",
+    canonical="y = reshape(x, [batch, *target_shape]) in row-major order; one -1 is inferred",
+))

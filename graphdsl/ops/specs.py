@@ -1,0 +1,131 @@
+"""Named specifications that are arguments rather than ops: activations, initialisers,
+constraints, regularisers, optimizers and learning-rate schedules.
+
+Each table maps a name to its arguments (name -> default, REQUIRED if none) and the
+canonical definition that both backends implement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .registry import REQUIRED
+
+
+@dataclass(frozen=True)
+class SpecDef:
+    name: str
+    args: dict[str, Any]
+    canonical: str
+
+
+def _table(*items: SpecDef) -> dict[str, SpecDef]:
+    return {s.name: s for s in items}
+
+
+ACTIVATIONS = _table(
+    SpecDef("linear", {}, "x"),
+    SpecDef("relu", {}, "max(x, 0)"),
+    SpecDef("gelu", {}, "exact: 0.5 x (1 + erf(x / sqrt(2)))"),
+    SpecDef("gelu_tanh", {}, "0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"),
+    SpecDef("tanh", {}, "tanh(x)"),
+    SpecDef("sigmoid", {}, "1 / (1 + exp(-x))"),
+    SpecDef("softmax", {}, "softmax over the last axis"),
+    SpecDef("silu", {}, "x sigmoid(x)"),
+    SpecDef("swish", {}, "x sigmoid(x) (same as silu)"),
+    SpecDef("elu", {}, "x if x > 0 else exp(x) - 1"),
+    SpecDef("softplus", {}, "log(1 + exp(x))"),
+    SpecDef("leaky_relu", {}, "x if x > 0 else 0.2 x (Keras' default slope)"),
+)
+
+INITIALIZERS = _table(
+    SpecDef("zeros", {}, "0"),
+    SpecDef("ones", {}, "1"),
+    SpecDef("constant", {"value": REQUIRED}, "value everywhere"),
+    SpecDef("normal", {"mean": 0.0, "stddev": 0.05}, "N(mean, stddev^2)"),
+    SpecDef("uniform", {"minval": -0.05, "maxval": 0.05}, "U(minval, maxval)"),
+    SpecDef("truncated_normal", {"mean": 0.0, "stddev": 0.05},
+            "N(mean, stddev^2) redrawn outside two standard deviations"),
+    SpecDef("glorot_uniform", {}, "U(-l, l), l = sqrt(6 / (fan_in + fan_out))"),
+    SpecDef("glorot_normal", {}, "truncated N(0, 2 / (fan_in + fan_out))"),
+    SpecDef("he_normal", {}, "truncated N(0, 2 / fan_in)"),
+    SpecDef("he_uniform", {}, "U(-l, l), l = sqrt(6 / fan_in)"),
+    SpecDef("lecun_normal", {}, "truncated N(0, 1 / fan_in)"),
+    SpecDef("orthogonal", {"gain": 1.0}, "a (semi-)orthogonal matrix times gain"),
+    SpecDef("identity", {"gain": 1.0}, "gain times the identity (2-D, square or not)"),
+    SpecDef("binary", {"p": 0.5}, "1 with probability p, else 0"),
+    SpecDef("sign", {"p": 0.5}, "1 with probability p, else -1"),
+    SpecDef("from_file", {"path": REQUIRED},
+            "values read from a .npy file or a whitespace-separated text file (one row per line);"
+            " the path is relative to the program file"),
+)
+# fan_in and fan_out follow Keras: for a kernel [..., in, out] the receptive field (the
+# product of the leading dimensions) multiplies both.
+
+CONSTRAINTS = _table(
+    SpecDef("non_neg", {"mode": "project"}, "max(w, 0)"),
+    SpecDef("unit_norm", {"axis": 0, "mode": "project"}, "w / ||w|| along axis"),
+    SpecDef("max_norm", {"max_value": 2.0, "axis": 0, "mode": "project"},
+            "w * min(1, max_value / ||w||) along axis"),
+    SpecDef("simplex", {"axis": 0, "mode": "project"},
+            "project: Euclidean projection onto the probability simplex along axis; "
+            "reparam: softmax of an unconstrained tensor along axis"),
+)
+# mode = "project": the backend projects after every optimizer step.
+# mode = "reparam": the stored tensor is unconstrained and the constraint is applied at use.
+
+REGULARIZERS = _table(
+    SpecDef("l1", {"l1": 0.01}, "l1 * sum(|w|)"),
+    SpecDef("l2", {"l2": 0.01}, "l2 * sum(w^2)"),
+    SpecDef("l1_l2", {"l1": 0.01, "l2": 0.01}, "l1 * sum(|w|) + l2 * sum(w^2)"),
+)
+
+OPTIMIZERS = _table(
+    SpecDef("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+            "w -= lr * (g + weight_decay w), with momentum buffer as in torch.optim.SGD"),
+    SpecDef("adam", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
+                     "weight_decay": 0.0}, "Adam (L2 weight decay added to the gradient)"),
+    SpecDef("adamw", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
+                      "weight_decay": 0.01}, "AdamW: decoupled weight decay"),
+)
+
+SCHEDULES = _table(
+    SpecDef("constant", {"warmup": 0}, "lr (after an optional linear warm-up of warmup steps)"),
+    SpecDef("step", {"step_size": REQUIRED, "gamma": 0.1, "warmup": 0},
+            "lr * gamma ** (step // step_size)"),
+    SpecDef("cosine", {"warmup": 0, "min_lr": 0.0},
+            "min_lr + (lr - min_lr) (1 + cos(pi t)) / 2 over the training steps"),
+    SpecDef("linear", {"warmup": 0, "min_lr": 0.0}, "lr decays linearly to min_lr"),
+)
+
+SPEC_TABLES: dict[str, dict[str, SpecDef]] = {
+    "activation": ACTIVATIONS,
+    "initializer": INITIALIZERS,
+    "constraint": CONSTRAINTS,
+    "regularizer": REGULARIZERS,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A checked use of a spec: `normal(0, 0.1)` -> Spec("initializer", "normal", {...})."""
+
+    kind: str
+    name: str
+    args: tuple[tuple[str, Any], ...]
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self.args)[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.args).get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **dict(self.args)}
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.args)
+        return f"{self.name}({inner})"

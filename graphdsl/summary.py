@@ -1,0 +1,145 @@
+"""What `graphdsl compile` shows: a table per model, JSON, and a Graphviz picture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .ir import ModelGraph
+from .types import TensorType, numel
+
+
+def _type_json(t: TensorType) -> dict[str, Any]:
+    return {"dtype": t.dtype, "shape": [d if isinstance(d, int) else str(d)
+                                        for d in (t.shape or ())],
+            "masked": t.mask is not None}
+
+
+def model_json(m: ModelGraph) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "parameters": m.parameter_count,
+        "trainable_parameters": m.trainable_count,
+        "inputs": [{"name": m.node(n)["name"], **_type_json(m.node(n)["type"])}
+                   for n in m.inputs],
+        "targets": [{"name": m.node(n)["name"], **_type_json(m.node(n)["type"])}
+                    for n in m.targets],
+        "outputs": [{"name": m.node(n)["name"], "inference": m.node(n)["inference"],
+                     **_type_json(m.node(n)["type"])} for n in m.outputs],
+        "losses": [{"name": m.node(n)["name"], "weight": m.node(n)["weight"]}
+                   for n in m.losses],
+        "metrics": [m.node(n)["name"] for n in m.metrics],
+        "ties": [{"parameter": p, "used_by": users} for p, users in m.ties().items()],
+        "layers": len(m.layers),
+        "hash": m.graph_hash(),
+    }
+
+
+def layer_rows(m: ModelGraph) -> list[dict[str, Any]]:
+    ties = m.ties()
+    tied_params = set(ties)
+    tied_layers = {user for users in ties.values() for user in users}
+    rows = []
+    for path, record in m.layers.items():
+        params = [m.node(n) for n in record.params.values() if m.node(n)["kind"] == "param"]
+        own = [p for p in params if p["owner"] == path and p["role"] == "weight"]
+        count = sum(numel(p["type"].shape) or 0 for p in own)
+        out_types = m.node(record.calls[0])["types"] if record.calls else ()
+        flags = []
+        if path in tied_layers:
+            flags.append("tied")
+        if record.shared:
+            flags.append(f"shared x{len(record.calls)}")
+        if own and not any(p["trainable"] for p in own):
+            flags.append("frozen")
+        if any(p["constraint"] is not None or p["kernel_mask"] is not None for p in own):
+            flags.append("constrained")
+        rows.append({"layer": path, "op": record.op,
+                     "output": str(out_types[0]) if out_types else "-",
+                     "parameters": count, "flags": flags})
+    for n in m.params:
+        p = m.node(n)
+        if p["owner"] is None:
+            flags = ["frozen"] if not p["trainable"] else []
+            if p["constraint"] is not None:
+                flags.append("constrained")
+            if p["name"] in tied_params:
+                flags.append("tied")
+            rows.append({"layer": p["name"], "op": "param", "output": str(p["type"]),
+                         "parameters": numel(p["type"].shape) or 0, "flags": flags})
+    return rows
+
+
+def print_model(m: ModelGraph, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"model {m.name}", title_justify="left")
+    for col, kw in (("layer", {}), ("op", {}), ("output", {}),
+                    ("parameters", {"justify": "right"}), ("flags", {})):
+        table.add_column(col, **kw)
+    for row in layer_rows(m):
+        table.add_row(row["layer"], row["op"], row["output"], f"{row['parameters']:,}",
+                      ", ".join(row["flags"]))
+    console.print(table)
+    ins = ", ".join(f"{m.node(n)['name']}: {m.node(n)['type']}" for n in m.inputs)
+    outs = ", ".join(f"{m.node(n)['name']}: {m.node(n)['type']}" for n in m.outputs)
+    console.print(f"  inputs:  {ins or '-'}")
+    console.print(f"  outputs: {outs or '-'}")
+    if m.losses:
+        terms = " + ".join(f"{m.node(n)['weight']:g} * {m.node(n)['name']}" for n in m.losses)
+        console.print(f"  loss:    {terms}")
+    ties = m.ties()
+    for p, users in ties.items():
+        console.print(f"  tie:     {p} used by {', '.join(users)}")
+    frozen = m.parameter_count - m.trainable_count
+    console.print(f"  parameters: {m.parameter_count:,} ({m.trainable_count:,} trainable"
+                  + (f", {frozen:,} frozen" if frozen else "") + "; tied tensors counted once)")
+
+
+def to_dot(m: ModelGraph) -> str:
+    """Graphviz: ties dashed red, shared layers bold, masks dotted, loss terms as diamonds."""
+    lines = [f'digraph "{m.name}" {{', "  rankdir=TB;", '  node [fontname="Helvetica"];']
+    ties = m.ties()
+    for n, d in m.graph.nodes(data=True):
+        kind = d["kind"]
+        label = _label(n, d)
+        style = {"input": 'shape=invhouse, style=filled, fillcolor="#d0e8ff"',
+                 "target": 'shape=invhouse, style=filled, fillcolor="#ffe8c0"',
+                 "param": 'shape=cylinder, style=filled, fillcolor="#eeeeee"',
+                 "output": 'shape=house, style=filled, fillcolor="#d8f5d0"',
+                 "loss": 'shape=diamond, style=filled, fillcolor="#ffd0d0"',
+                 "metric": 'shape=diamond, style=filled, fillcolor="#f0f0ff"',
+                 "op": "shape=box"}[kind]
+        if kind == "param" and d["name"] in ties:
+            style += ', color=red, penwidth=2'
+        if kind == "op" and d["layer"] and m.layers.get(d["layer"]) and \
+                m.layers[d["layer"]].shared:
+            style += ", penwidth=3"
+        lines.append(f'  "{n}" [label="{label}", {style}];')
+    mask_nodes = {t.mask for _, d in m.graph.nodes(data=True) for t in d.get("types", ())
+                  if t.mask}
+    for u, v, d in m.graph.edges(data=True):
+        attrs = [f'label="{d["port"]}"']
+        src = m.node(u)
+        if src["kind"] == "param" and src["name"] in ties:
+            attrs.append('style=dashed, color=red')
+        if u in mask_nodes and d["port"].endswith("mask"):
+            attrs.append('style=dotted, color=blue')
+        lines.append(f'  "{u}" -> "{v}" [{", ".join(attrs)}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _label(n: str, d: dict[str, Any]) -> str:
+    kind = d["kind"]
+    if kind == "op":
+        t = d["types"][0] if d["types"] else None
+        head = d["layer"] or d["op"]
+        text = f"{head}\\n{d['op']}" + (f"\\n{t}" if t else "")
+        if t is not None and t.mask:
+            text += "\\n(masked)"
+        return text
+    if kind == "loss":
+        return f"loss {d['name']}\\nx {d['weight']:g}"
+    if kind in ("input", "target", "param"):
+        return f"{kind} {d['name']}\\n{d['type']}"
+    return f"{kind} {d['name']}"

@@ -1,0 +1,151 @@
+"""Checking a `train` block: settings, optimizer groups, freezing, restores."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from . import syntax as ast
+from .diagnostics import DiagnosticSink, Note, suggestion_help
+from .ir import ModelGraph, TrainConfig
+from .ops.specs import Spec
+from .patterns import matches
+
+if TYPE_CHECKING:
+    from .elaborate import Elaborator
+
+# name -> (kind, default, check, meaning)
+SETTINGS: dict[str, tuple[str, Any, str]] = {
+    "data": ("str", None, "an .npz archive, or a text corpus (.txt / .txt.gz) for a language "
+             "model; relative to the program"),
+    "epochs": ("int", 1, "passes over the training data"),
+    "batch": ("int", 32, "samples per step"),
+    "lr": ("float", None, "learning rate of every optimizer group that sets none"),
+    "schedule": ("schedule", None, "learning-rate schedule: constant, step, cosine, linear"),
+    "clip_norm": ("float", None, "clip the global gradient norm to this value"),
+    "checkpoint_every": ("int", None, "write a checkpoint every N steps (and at the end)"),
+    "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
+    "validation": ("float", 0.1, "share of the data held out for validation"),
+    "steps": ("int", None, "stop after this many steps"),
+    "sequence_length": ("int", 64, "text corpora: tokens per training sequence"),
+    "tokenizer": ("str", "word", "text corpora: \"word\" or \"char\""),
+    "vocab_size": ("int", None, "text corpora: keep the most frequent ids, the rest map to "
+                   "<unk>"),
+    "precision": ("str", "fp32", "fp32, bf16 or fp16"),
+    "device": ("str", "auto", "auto, cpu or cuda"),
+}
+CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
+           "tokenizer": ("word", "char")}
+
+
+def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
+                      base_dir: str, elaborator: Elaborator) -> TrainConfig:
+    from .elaborate import Const, Scope
+
+    config = TrainConfig(span=train.span)
+    scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
+    for stmt in train.body:
+        if isinstance(stmt, ast.Setting):
+            name = stmt.name.name
+            if name in config.settings:
+                sink.error("duplicate-definition", f"setting `{name}` is given twice",
+                           stmt.name.span)
+                continue
+            if name not in SETTINGS:
+                sink.error("train-setting", f"unknown train setting `{name}`", stmt.name.span,
+                           help=suggestion_help(name, SETTINGS) or
+                           "settings: " + ", ".join(SETTINGS))
+                continue
+            kind = SETTINGS[name][0]
+            if kind == "schedule":
+                value = elaborator.eval_spec(stmt.value, "schedule", scope)
+                if isinstance(value, Spec):
+                    config.settings[name] = value
+                continue
+            value = elaborator.eval(stmt.value, scope)
+            v = value.value if isinstance(value, Const) else None
+            ok = {"str": isinstance(v, str),
+                  "int": isinstance(v, int) and not isinstance(v, bool),
+                  "float": isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
+            if not ok:
+                sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
+                           f"{kind}", stmt.value.span)
+                continue
+            problem = _value_problem(name, v)
+            if problem:
+                sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
+                continue
+            if name == "data":
+                v = os.path.normpath(os.path.join(base_dir, v))
+            config.settings[name] = float(v) if kind == "float" else v
+        elif isinstance(stmt, ast.OptimizerStmt):
+            spec = elaborator.eval_spec(stmt.value, "optimizer", scope)
+            if isinstance(spec, Spec):
+                config.optimizers.append((stmt.pattern.text, spec, stmt.pattern.span))
+        elif isinstance(stmt, ast.FreezeStmt):
+            config.freeze.append(stmt.pattern.text)
+            hits = [p for p in graph.param_nodes() if matches(stmt.pattern.text,
+                                                             graph.node(p)["name"])]
+            if not hits:
+                sink.warning("optimizer-shadowed", f"`freeze {stmt.pattern.text}` matches no "
+                             "parameter", stmt.pattern.span,
+                             help=suggestion_help(stmt.pattern.text,
+                                                  [graph.node(p)["name"] for p in
+                                                   graph.param_nodes()]))
+            for p in hits:
+                graph.node(p)["trainable"] = False
+        elif isinstance(stmt, ast.RestoreStmt):
+            config.restore.append((stmt.pattern.text, os.path.normpath(
+                os.path.join(base_dir, stmt.path.value))))
+    if not graph.losses:
+        sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
+                   train.model.span, help="add `loss ...` to the model")
+    _assign_groups(config, graph, sink)
+    return config
+
+
+def _value_problem(name: str, v: Any) -> str | None:
+    if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
+                "vocab_size") and v < 1:
+        return f"must be at least 1, got {v}"
+    if name in ("lr", "clip_norm") and v <= 0:
+        return f"must be positive, got {v}"
+    if name == "validation" and not 0 <= v < 1:
+        return f"must be in [0, 1), got {v}"
+    if name in CHOICES and v not in CHOICES[name]:
+        return f"must be one of {', '.join(CHOICES[name])}, got {v!r}"
+    return None
+
+
+def _assign_groups(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink) -> None:
+    """Each trainable parameter joins the first optimizer pattern that matches its name."""
+    trainable = [graph.node(p)["name"] for p in graph.trainable_params()]
+    if not config.optimizers:
+        config.groups = {name: "*" for name in trainable}
+        return
+    for pattern, _, span in config.optimizers:
+        hits = [n for n in trainable if matches(pattern, n)]
+        new = [n for n in hits if n not in config.groups]
+        for n in new:
+            config.groups[n] = pattern
+        if not hits:
+            sink.warning("optimizer-shadowed", f"optimizer pattern `{pattern}` matches no "
+                         "trainable parameter", span,
+                         help=suggestion_help(pattern, trainable))
+        elif not new:
+            sink.warning("optimizer-shadowed", f"optimizer pattern `{pattern}` only matches "
+                         "parameters that an earlier pattern already covers", span)
+    missing = [n for n in trainable if n not in config.groups]
+    if missing:
+        shown = ", ".join(f"`{n}`" for n in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        prefixes = sorted({n.split(".")[0] for n in missing})
+        sink.error("optimizer-coverage",
+                   f"{len(missing)} trainable parameter{'s' * (len(missing) != 1)} "
+                   f"belong{'s' * (len(missing) == 1)} to no optimizer group: {shown}{more}",
+                   config.optimizers[0][2] if config.optimizers else config.span,
+                   notes=[Note("optimizer groups are matched in order; the first match wins",
+                               None)],
+                   help="add a group for them, e.g. " + " / ".join(
+                       f"`optimizer {p}.* = adam(lr = 1e-3)`" for p in prefixes[:2])
+                   + ", freeze them, or end with `optimizer * = ...`")

@@ -1,0 +1,53 @@
+"""`graphdsl train` and `graphdsl eval`: options here, the work in the chosen backend."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_train_commands(sub: Any) -> None:
+    for name, helptext in (("train", "train a model"), ("eval", "evaluate saved weights")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("file")
+        p.add_argument("--model")
+        p.add_argument("--backend", choices=("torch", "keras"), default="torch")
+        p.add_argument("--data")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--batch", type=int)
+        p.add_argument("--seed", type=int)
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--memory-limit", metavar="SIZE")
+        if name == "train":
+            p.add_argument("--epochs", type=int)
+            p.add_argument("--steps", type=int)
+            p.add_argument("--lr", type=float)
+            p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+            p.add_argument("--compile", action="store_true")
+            p.add_argument("--out", default=None)
+            p.add_argument("--resume", action="store_true")
+        else:
+            p.add_argument("--weights", required=True)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .cli import EXIT_USAGE, load_program
+
+    program, code = load_program(args)
+    if program is None:
+        return code
+    try:
+        from .backends import get_backend
+
+        backend = get_backend(args.backend)
+        runner = getattr(backend, "run_" + args.command, None)
+    except ImportError as exc:
+        sys.stderr.write(f"graphdsl: error: the {args.backend} backend needs its framework: "
+                         f"{exc}\n")
+        return EXIT_USAGE
+    if runner is None:
+        sys.stderr.write(f"graphdsl: error: the {args.backend} backend cannot "
+                         f"{args.command} yet\n")
+        return EXIT_USAGE
+    return int(runner(program, args))
