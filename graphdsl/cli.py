@@ -116,7 +116,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         report(program.diagnostics, program.sources)
-        console = Console(highlight=False)
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
         for model in program.models.values():
             from .summary import print_model
 

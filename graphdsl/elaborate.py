@@ -21,6 +21,7 @@ from .ir import LayerRecord, ModelGraph
 from .ops import REGISTRY, load_all
 from .ops.elementwise import OPERATORS
 from .ops.registry import LAYER_ARGS, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, param_args
+from .ops.registry import snake_case
 from .ops.registry import _Unknown as UnknownShape
 from .ops.specs import SPEC_TABLES, Spec
 from .types import (
@@ -1034,16 +1035,18 @@ class Elaborator:
             self.sink.error("argument-type", "a repeated layer takes exactly one tensor",
                             e.span)
             return POISON
-        if rep.path is None:
-            rep.path = scope.auto_path("repeat")
         if not rep.members:
+            first = rep.make()
+            if isinstance(first, Poison):
+                return POISON
+            if rep.path is None:
+                rep.path = scope.auto_path(layer_base_name(first))
             if rep.shared:
-                member = rep.make()
-                member.path = member.path or rep.path
-                rep.members = [member] * rep.count
+                first.path = first.path or rep.path
+                rep.members = [first] * rep.count
             else:
                 for i in range(rep.count):
-                    member = rep.make()
+                    member = first if i == 0 else rep.make()
                     if isinstance(member, Poison):
                         return POISON
                     member.path = f"{rep.path}.{i}"
@@ -1067,7 +1070,7 @@ class Elaborator:
                       keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
         node = inst.definition.node
         if inst.path is None:
-            inst.path = scope.auto_path(snake(node.name.name))
+            inst.path = scope.auto_path(snake_case(node.name.name))
         if node.kind == "model":
             self.g.submodels.setdefault(inst.path, node.name.name)
         inputs = [s for s in node.body if isinstance(s, ast.InputStmt)]
@@ -1884,13 +1887,12 @@ def _bad_matmul() -> Any:
     raise TypeError("`@` needs tensors")
 
 
-def snake(name: str) -> str:
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+def layer_base_name(value: Any) -> str:
+    if isinstance(value, LayerValue):
+        return value.op.snake_name
+    if isinstance(value, Instance):
+        return snake_case(value.definition.node.name.name)
+    return "repeat"
 
 
 def flatten(v: TupleValue) -> list[Any]:

@@ -155,13 +155,7 @@ class OpDef:
 
     @property
     def snake_name(self) -> str:
-        out = []
-        for i, ch in enumerate(self.name):
-            if ch.isupper() and i and (not self.name[i - 1].isupper() or
-                                       (i + 1 < len(self.name) and self.name[i + 1].islower())):
-                out.append("_")
-            out.append(ch.lower())
-        return "".join(out)
+        return snake_case(self.name)
 
     def arg(self, name: str) -> Arg | None:
         for a in (*self.args, *self.call_args):
@@ -180,6 +174,18 @@ class OpDef:
             if p.name == name:
                 return p
         return None
+
+
+def snake_case(name: str) -> str:
+    """Keras' automatic layer names: `Conv2D` -> conv2d, `GPT2Block` -> gpt2_block."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i:
+            prev, nxt = name[i - 1], name[i + 1] if i + 1 < len(name) else ""
+            if prev.islower() or (nxt.islower() and (prev.isupper() or prev.isdigit())):
+                out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
 
 
 REGISTRY: dict[str, OpDef] = {}
