@@ -56,15 +56,18 @@ class _Session:
     stack: list[str] = field(default_factory=list)
 
 
-def read_source(path: str, sink: DiagnosticSink, span: Span | None = None) -> str | None:
+def read_source(path: str, sink: DiagnosticSink, span: Span | None = None,
+                shown: str | None = None) -> str | None:
     """The text of a file, or a `bad-file` diagnostic saying why it cannot be read."""
     where = span or Span(path, 1, 1, 1, 1)
     code = "import-error" if span else "bad-file"
+    looked = [Note(f"looked for {os.path.relpath(path)}")] if shown else []
+    shown = f'"{shown}"' if shown else path
     if not os.path.exists(path):
-        sink.error(code, f"no such file: {path}", span)
+        sink.error(code, f"no such file: {shown}", span, notes=looked)
         return None
     if os.path.isdir(path):
-        sink.error(code, f"{path} is a directory, not a .gdl file", span)
+        sink.error(code, f"{shown} is a directory, not a .gdl file", span, notes=looked)
         return None
     try:
         size = os.path.getsize(path)
@@ -98,8 +101,8 @@ def decode_source(data: bytes, name: str, sink: DiagnosticSink,
     return text.removeprefix("\ufeff")
 
 
-def _load(session: _Session, path: str, text: str | None, import_span: Span | None) -> \
-        _Loaded | None:
+def _load(session: _Session, path: str, text: str | None, import_span: Span | None,
+          base_dir: str | None = None, shown: str | None = None) -> _Loaded | None:
     key = os.path.abspath(path) if text is None else path
     if key in session.stack:
         chain = " -> ".join(os.path.basename(p) for p in [*session.stack, key])
@@ -108,7 +111,7 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
     if key in session.loaded:
         return session.loaded[key]
     if text is None:
-        text = read_source(path, session.sink, import_span)
+        text = read_source(path, session.sink, import_span, shown)
         if text is None:
             session.loaded[key] = None
             return None
@@ -118,12 +121,18 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
         session.loaded[key] = None
         return None
     namespace = Namespace(path)
-    base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
+    if base_dir is not None:
+        base = base_dir
+    else:
+        base = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else \
+            os.getcwd()
     session.stack.append(key)
     for imp in module.imports:
         target = os.path.normpath(os.path.join(base, imp.path.value))
-        loaded = _load(session, target, None, imp.path.span)
+        loaded = _load(session, target, None, imp.path.span, shown=imp.path.value)
         if loaded is None:
+            if imp.alias is not None:
+                namespace.aliases[imp.alias.name] = Namespace(target, failed=True)
             continue
         if imp.names is None:
             if imp.alias is not None:
@@ -164,6 +173,12 @@ def compile_text(text: str, file: str = "<string>", *, model: str | None = None,
     return _compile(session, file, text, model, memory_limit, base_dir)
 
 
+def _root_base(file: str, base_dir: str | None) -> str:
+    if base_dir is not None:
+        return os.path.abspath(base_dir)
+    return os.path.dirname(os.path.abspath(file)) if not file.startswith("<") else os.getcwd()
+
+
 def compile_path(path: str, *, model: str | None = None,
                  memory_limit: int | None = None) -> Program:
     session = _Session()
@@ -178,12 +193,10 @@ def _compile(session: _Session, file: str, text: str, model: str | None,
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 20_000))
     try:
-        loaded = _load(session, file, text, None)
+        base_dir = _root_base(file, base_dir)
+        loaded = _load(session, file, text, None, base_dir=base_dir)
         models: dict[str, ModelGraph] = {}
         if loaded is not None:
-            if base_dir is None:
-                base_dir = os.path.dirname(os.path.abspath(file)) if not file.startswith("<") \
-                    else os.getcwd()
             models = _elaborate(session, loaded, model, memory_limit, base_dir)
     finally:
         sys.setrecursionlimit(old_limit)
@@ -229,14 +242,16 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         definition = loaded.namespace.definitions.get(name)
         if not isinstance(definition, Definition) or definition.node is not node:
             continue
+        errors_before = sum(d.is_error for d in session.sink.items)
         elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
         graph = elaborator.model(definition)
         train = trains.get(name)
         if train is not None:
             graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)
+        clean = sum(d.is_error for d in session.sink.items) == errors_before
         run_checks(graph, session.sink,
                    memory_limit=memory_limit if memory_limit is not None else
-                   DEFAULT_MEMORY_LIMIT)
+                   DEFAULT_MEMORY_LIMIT, elaborated_cleanly=clean)
         models[name] = graph
     return models
 

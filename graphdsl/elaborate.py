@@ -20,12 +20,22 @@ from .diagnostics import DiagnosticSink, Note, Span, suggestion_help
 from .ir import LayerRecord, ModelGraph
 from .ops import REGISTRY, load_all
 from .ops.elementwise import OPERATORS
-from .ops.registry import LAYER_ARGS, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, param_args
-from .ops.registry import snake_case
+from .ops.registry import (
+    LAYER_ARGS,
+    REQUIRED,
+    Arg,
+    In,
+    OpCall,
+    OpDef,
+    ParamSpec,
+    param_args,
+    snake_case,
+)
 from .ops.registry import _Unknown as UnknownShape
-from .ops.specs import SPEC_TABLES, Spec
+from .ops.specs import SPEC_TABLES, Spec, default_spec
 from .types import (
     DTYPES,
+    FLOAT_DTYPES,
     Dim,
     Shape,
     ShapeError,
@@ -150,6 +160,7 @@ class Namespace:
     file: str
     definitions: dict[str, Definition] = field(default_factory=dict)
     aliases: dict[str, Namespace] = field(default_factory=dict)
+    failed: bool = False  # an import that could not be read: its names are already reported
 
 
 class Scope:
@@ -196,6 +207,7 @@ class Elaborator:
         self.node_counter = itertools.count()
         self.regularizers: list[tuple[str, Spec, Span]] = []
         self.depth = 0
+        self.expanding: list[str] = []  # definitions being expanded, outermost first
 
     # ---- nodes
     def add_node(self, prefix: str, **attrs: Any) -> str:
@@ -215,7 +227,9 @@ class Elaborator:
                                                                    None, node.name.name))
         self.g.formals = dict(formals)
         scope = Scope(definition.namespace, "", formals, None, node.name.name)
+        self.expanding.append(node.name.name)
         self.run_body(node, scope, top_level=True, bound_inputs=None)
+        self.expanding.pop()
         for path, spec, span in self.regularizers:
             self.add_regularizer(path, spec, span)
         return self.g
@@ -331,8 +345,8 @@ class Elaborator:
                                                     named_results[stmt.name.name])])
                     named_results[stmt.name.name] = stmt.name.span
                 value = self.eval(stmt.value, scope)
-                if isinstance(value, Tensor) and stmt.name is not None and \
-                        not isinstance(stmt.value, ast.Name):
+                if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None \
+                        and not isinstance(stmt.value, ast.Name):
                     scope.env[stmt.name.name] = value
                 if not isinstance(value, (Tensor, TupleValue, Poison)):
                     self.sink.error("argument-type", f"an output must be a tensor, got "
@@ -477,9 +491,12 @@ class Elaborator:
                 scope.env[ident.name] = POISON
             return
         init = self.eval_spec(stmt.init, "initializer", scope) if stmt.init else \
-            Spec("initializer", "glorot_uniform" if len(shape) >= 2 else "zeros", ())
+            default_spec("initializer", "glorot_uniform" if len(shape) >= 2 else "zeros")
         constraint = self.eval_spec(stmt.constraint, "constraint", scope) \
             if stmt.constraint else None
+        if isinstance(init, Spec):
+            self.check_init_shape(init, shape, ", ".join(i.name for i in stmt.names),
+                                  stmt.init.span if stmt.init else stmt.span)
         for ident in stmt.names:
             cached = scope.cache.get(ident.name) if scope.cache is not None else None
             if isinstance(cached, Tensor):
@@ -489,7 +506,7 @@ class Elaborator:
             node = self.add_node(
                 "param:", kind="param", name=path, type=TensorType(declared.dtype, shape),
                 role="weight", trainable=not stmt.frozen,
-                init=init if isinstance(init, Spec) else Spec("initializer", "zeros", ()),
+                init=init if isinstance(init, Spec) else default_spec("initializer", "zeros"),
                 constraint=constraint if isinstance(constraint, Spec) else None,
                 kernel_mask=None, owner=None, span=ident.span)
             self.g.params.append(node)
@@ -802,6 +819,8 @@ class Elaborator:
         if isinstance(base, Poison):
             return POISON
         if isinstance(base, ModuleAlias):
+            if base.namespace.failed:
+                return POISON
             found = lookup_global(e.attr, base.namespace)
             if found is None:
                 self.sink.error("unknown-name", f"`{e.attr}` is not defined in the imported "
@@ -992,7 +1011,10 @@ class Elaborator:
         if isinstance(func, LAYER_LIKE):
             args = [self.eval(a, scope) for a in e.args]
             return self.apply_values(func, args, self.eval_keywords(e, scope), e, scope)
-        self.sink.error("not-callable", f"{describe(func)} cannot be called", e.func.span)
+        what = f"`{e.func.id}` is {describe(func)}" if isinstance(e.func, ast.Name) else \
+            f"this is {describe(func)}"
+        self.sink.error("not-callable", f"{what}, not a layer, block, model or function",
+                        e.func.span)
         return POISON
 
     def eval_keywords(self, e: ast.Call, scope: Scope) -> dict[str, tuple[Any, ast.Keyword]]:
@@ -1069,6 +1091,14 @@ class Elaborator:
     def call_instance(self, inst: Instance, args: list[Any],
                       keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
         node = inst.definition.node
+        if node.name.name in self.expanding:
+            chain = " -> ".join([*self.expanding[self.expanding.index(node.name.name):],
+                                 node.name.name])
+            self.sink.error("cycle", f"{node.kind} `{node.name.name}` uses itself: {chain}",
+                            e.span, notes=[Note(f"`{node.name.name}` is defined here",
+                                                node.name.span)],
+                            help="a block cannot contain itself; use `repeat N` to stack it")
+            return POISON
         if inst.path is None:
             inst.path = scope.auto_path(snake_case(node.name.name))
         if node.kind == "model":
@@ -1103,7 +1133,9 @@ class Elaborator:
                       scope.model_name)
         for stmt in inputs:
             inner.taken.add(stmt.name.name)
+        self.expanding.append(node.name.name)
         outputs = self.run_body(node, inner, top_level=False, bound_inputs=bound)
+        self.expanding.pop()
         values = [v for _, v in outputs]
         if any(isinstance(v, Poison) for v in values):
             return POISON
@@ -1128,7 +1160,8 @@ class Elaborator:
         params = {p.name: p for p in op.params}
         if len(e.args) > len(op.args):
             self.sink.error("too-many-arguments", f"`{op.name}` takes at most {len(op.args)} "
-                            f"positional arguments, got {len(e.args)}", e.args[len(op.args)].span,
+                            f"positional argument{'s' * (len(op.args) != 1)}, got "
+                            f"{len(e.args)}", e.args[len(op.args)].span,
                             help=f"its arguments: {', '.join(a.name for a in op.args)}")
             ok = False
         given: dict[str, tuple[ast.Expr, Span]] = {}
@@ -1146,7 +1179,7 @@ class Elaborator:
                 if isinstance(value, Const):
                     value = self.constant(value, "float32")
                 if isinstance(value, Tensor):
-                    overrides[name] = value
+                    overrides[name] = Tensor(value.node, value.index, value.type, expr.span)
                 elif not isinstance(value, Poison):
                     self.sink.error("argument-type", f"`{name}` of `{op.name}` takes a tensor "
                                     f"(a tie or a structured weight), got {describe(value)}",
@@ -1166,6 +1199,7 @@ class Elaborator:
             value = self.check_arg(op, arg, expr, scope)
             if isinstance(value, Poison):
                 ok = False
+                args[name] = POISON
                 continue
             if name == "trainable":
                 trainable = bool(value)
@@ -1215,14 +1249,14 @@ class Elaborator:
         inputs, call_args = self.bind_inputs(op, args, keywords, e, call_args=op.call_args)
         if inputs is None:
             return POISON
-        layer_inputs = [v for v in inputs.values() if isinstance(v, Tensor)]
-        first = [inputs[i.name] for i in op.inputs if isinstance(inputs.get(i.name), Tensor)]
+        # Parameter shape rules see the inputs aligned with the op's declared inputs.
+        aligned = [inputs.get(i.name) if isinstance(inputs.get(i.name), Tensor) else None
+                   for i in op.inputs]
         if layer.params is None:
-            if not self.build_params(layer, first, e.span):
+            if not self.build_params(layer, aligned, e.span):
                 return POISON
-        elif not self.check_reuse(layer, first, e.span):
+        elif not self.check_reuse(layer, aligned, e.span):
             return POISON
-        del layer_inputs
         assert layer.params is not None
         layer.calls += 1
         record = self.g.layers.get(layer.path or "")
@@ -1235,10 +1269,10 @@ class Elaborator:
             record.calls.append(first_out.node)
         return result
 
-    def build_params(self, layer: LayerValue, inputs: list[Tensor], span: Span) -> bool:
+    def build_params(self, layer: LayerValue, inputs: list[Tensor | None], span: Span) -> bool:
         op = layer.op
-        types = [t.type for t in inputs]
-        if any(t.shape is None for t in types):
+        types = [t.type if t is not None else None for t in inputs]
+        if any(t is not None and t.shape is None for t in types):
             return False
         params: dict[str, Tensor] = {}
         record = LayerRecord(layer.path or "?", op.name, jsonable_args(layer.args), layer.span,
@@ -1248,9 +1282,14 @@ class Elaborator:
             if not spec.present(layer.args):
                 continue
             try:
-                shape = tuple(spec.shape(layer.args, types))
+                shape = tuple(spec.shape(layer.args, types))  # type: ignore[arg-type]
             except ShapeError as exc:
                 self.sink.error(exc.code, f"`{op.name}`: {exc.message}", span, help=exc.help)
+                return False
+            except (IndexError, TypeError):
+                rank = types[0].rank if types and types[0] is not None else None
+                self.sink.error("shape-mismatch", f"`{op.name}` cannot take an input of rank "
+                                f"{rank}: got {types[0]}", span)
                 return False
             layer.param_shapes[spec.name] = shape
             if spec.name in layer.overrides:
@@ -1282,11 +1321,15 @@ class Elaborator:
     def new_param(self, layer: LayerValue, spec: ParamSpec, shape: Shape, span: Span) -> Tensor:
         path = f"{layer.path}.{spec.name}"
         specs = layer.specs.get(spec.name, {})
-        init = specs.get("initializer") or Spec("initializer", spec.init, ())
+        default = spec.init
+        if default == "lstm_bias" and not layer.args.get("unit_forget_bias", True):
+            default = "zeros"
+        init = specs.get("initializer") or default_spec("initializer", default)
         constraint = specs.get("constraint")
         mask = layer.masks.get(spec.name)
         if mask is not None:
             mask = self.check_kernel_mask(mask, shape, span)
+        self.check_init_shape(init, shape, f"{path}", span)
         t = TensorType("float32", shape)
         node = self.add_node("param:", kind="param", name=path, type=t, role=spec.role,
                              trainable=layer.trainable and spec.role == "weight", init=init,
@@ -1296,6 +1339,26 @@ class Elaborator:
         if "regularizer" in specs:
             self.regularizers.append((node, specs["regularizer"], layer.span))
         return Tensor(node, 0, t, layer.span)
+
+    def check_init_shape(self, init: Spec, shape: Shape, what: str, span: Span) -> None:
+        """Initialisers whose shape is fixed (a file, identity) must fit the parameter."""
+        if init.name == "identity" and len(shape) != 2:
+            self.sink.error("shape-mismatch", f"`identity()` makes a matrix, but `{what}` is "
+                            f"{shape_str(shape)}", span)
+        if init.name != "from_file":
+            return
+        from .weights import file_shape
+
+        try:
+            found = file_shape(init["path"])
+        except (OSError, ValueError) as exc:
+            self.sink.error("argument-value", f"`from_file`: cannot read {init['path']}: {exc}",
+                            span)
+            return
+        if tuple(found) != tuple(shape):
+            self.sink.error("shape-mismatch", f"`from_file` holds an array of shape "
+                            f"{shape_str(tuple(found))}, but `{what}` is {shape_str(shape)}",
+                            span, help="make the layer match the file, or the file the layer")
 
     def check_kernel_mask(self, mask: Any, shape: Shape, span: Span) -> Any:
         """A 0/1 pattern: full rank, or rank 1 (first axis) or rank 2 (first and last axes)."""
@@ -1324,17 +1387,21 @@ class Elaborator:
             return None
         return np.broadcast_to(arr, tuple(int(d) for d in full)).astype(int).tolist()
 
-    def check_reuse(self, layer: LayerValue, inputs: list[Tensor], span: Span) -> bool:
-        types = [t.type for t in inputs]
-        if any(t.shape is None for t in types):
+    def check_reuse(self, layer: LayerValue, inputs: list[Tensor | None], span: Span) -> bool:
+        types = [t.type if t is not None else None for t in inputs]
+        if any(t is not None and t.shape is None for t in types):
             return False
         for spec in layer.op.params:
             if not spec.present(layer.args) or spec.name not in layer.param_shapes:
                 continue
             try:
-                shape = tuple(spec.shape(layer.args, types))
+                shape = tuple(spec.shape(layer.args, types))  # type: ignore[arg-type]
             except ShapeError as exc:
                 self.sink.error(exc.code, exc.message, span)
+                return False
+            except (IndexError, TypeError):
+                self.sink.error("shape-mismatch", f"`{layer.op.name}` cannot take an input of "
+                                f"rank {types[0].rank if types[0] else None}", span)
                 return False
             if shape != layer.param_shapes[spec.name]:
                 self.sink.error(
@@ -1468,7 +1535,12 @@ class Elaborator:
                                 for v in value]
             elif isinstance(value, Const):
                 other = next((v for v in inputs.values() if isinstance(v, Tensor)), None)
-                inputs[name] = self.constant(value, other.type.dtype if other else None)
+                slot = op.input_named(name)
+                dtype = other.type.dtype if other else None
+                if slot is not None and slot.dtypes == "float" and (dtype is None or
+                                                                   dtype not in FLOAT_DTYPES):
+                    dtype = "float32"  # sqrt(16) is 4.0, as in NumPy and PyTorch
+                inputs[name] = self.constant(value, dtype)
             elif not isinstance(value, Tensor):
                 self.sink.error("argument-type", f"input `{name}` of `{op.name}` must be a "
                                 f"tensor, got {describe(value)}", e.span)
@@ -1545,8 +1617,12 @@ class Elaborator:
                             args[len(names)].span)
             return POISON
         for pname, a in zip(names, args, strict=False):
-            values[pname] = (self.eval(a, scope), a.span)
+            values[pname] = (a if (kind, pname) == ("optimizer", "loss") else
+                             self.eval(a, scope), a.span)
         for k in kws:
+            if (kind, k.name) == ("optimizer", "loss"):
+                values[k.name] = (k.value, k.value.span)
+                continue
             if k.name not in spec_def.args:
                 self.sink.error("unknown-argument", f"`{name}` has no argument `{k.name}`",
                                 k.span, help=suggestion_help(k.name, names) or
@@ -1556,6 +1632,12 @@ class Elaborator:
             values[k.name] = (self.eval(k.value, scope), k.value.span)
         out: dict[str, Any] = {}
         for pname, default in spec_def.args.items():
+            if kind == "optimizer" and pname == "loss" and pname in values:
+                names = self.loss_names(values[pname])
+                if names is None:
+                    return POISON
+                out[pname] = names
+                continue
             if pname in values:
                 value, vspan = values[pname]
                 if isinstance(value, Poison):
@@ -1594,6 +1676,22 @@ class Elaborator:
             out["path"] = path
         return Spec(kind, name, tuple(out.items()))
 
+    def loss_names(self, given: tuple[Any, Span]) -> list[str] | None:
+        """`loss = d_loss` or `loss = [a, b]`: names of loss terms, checked by the train block."""
+        expr, span = given
+        items = expr.items if isinstance(expr, ast.ListExpr) else (expr,)
+        names = []
+        for item in items:
+            if isinstance(item, ast.Name):
+                names.append(item.id)
+            elif isinstance(item, ast.String):
+                names.append(item.value)
+            else:
+                self.sink.error("argument-type", "`loss` names loss terms: a name or a list of "
+                                "names", span)
+                return None
+        return names
+
     # ---- op nodes
     def constant(self, c: Const, dtype: str | None) -> Any:
         import numpy as np
@@ -1608,12 +1706,12 @@ class Elaborator:
             return POISON
         if dtype is None or dtype == "bool" and arr.dtype.kind != "b":
             dtype = {"b": "bool", "i": "int32", "u": "int32", "f": "float32"}[arr.dtype.kind]
-        if dtype in ("int8", "int16", "int32", "int64", "uint8") and arr.dtype.kind == "f":
-            if not np.all(arr == np.round(arr)):
-                self.sink.error("dtype-mismatch", f"{c.value!r} is not an integer, but the "
-                                f"other operand is {dtype}", c.span,
-                                help="cast the tensor to float32 first")
-                return POISON
+        if dtype in ("int8", "int16", "int32", "int64", "uint8") and arr.dtype.kind == "f" \
+                and not np.all(arr == np.round(arr)):
+            self.sink.error("dtype-mismatch", f"{c.value!r} is not an integer, but the "
+                            f"other operand is {dtype}", c.span,
+                            help="cast the tensor to float32 first")
+            return POISON
         value = arr.tolist()
         return self.make_op(REGISTRY["constant"], {},
                             {"value": value, "dtype": dtype, "shape": list(arr.shape)}, c.span)
@@ -1624,6 +1722,7 @@ class Elaborator:
         """Create an op node: check input dtypes, run the shape rule, carry masks."""
         arg_spans = arg_spans or {}
         self.attach_masks(op, inputs)
+        self.align_where(op, inputs, span)
         for slot in op.inputs:
             value = inputs.get(slot.name)
             values = value if isinstance(value, list) else [value] if value is not None else []
@@ -1677,6 +1776,23 @@ class Elaborator:
         self.g.node(node)["types"] = tuple(outs)
         tensors = [Tensor(node, i, t, span) for i, t in enumerate(outs)]
         return tensors[0] if len(tensors) == 1 else TupleValue(tensors, span)
+
+    def align_where(self, op: OpDef, inputs: dict[str, Any], span: Span) -> None:
+        """A padding mask [B, T] given as `where` of x [B, T, d] selects whole steps: it gets
+        trailing axes so it lines up from the left, as Keras masks do."""
+        where, x = inputs.get("where"), inputs.get("x")
+        if op.kind != "function" or not isinstance(where, Tensor) or not isinstance(x, Tensor):
+            return
+        ws, xs = where.type.shape, x.type.shape
+        if ws is None or xs is None or not 0 < len(ws) < len(xs) or tuple(xs[: len(ws)]) != \
+                tuple(ws) or tuple(xs[len(xs) - len(ws):]) == tuple(ws):
+            return
+        aligned: Any = where
+        for _ in range(len(xs) - len(ws)):
+            aligned = self.make_op(REGISTRY["expand_dims"], {"x": aligned}, {"axis": -1}, span)
+            if not isinstance(aligned, Tensor):
+                return
+        inputs["where"] = aligned
 
     def unknown_result(self, op: OpDef) -> Any:
         return POISON

@@ -125,16 +125,16 @@ class ModelGraph:
         return total
 
     def ties(self) -> dict[str, list[str]]:
-        """Parameters used by more than one layer (or by a layer that does not own them)."""
-        users: dict[str, set[str]] = {}
+        """Parameters used by a layer that does not own them, or by two or more layers."""
+        ties: dict[str, list[str]] = {}
         for p in self.param_nodes():
             owner = self.graph.nodes[p]["owner"]
-            for user in self._consumer_layers(p):
-                if user != owner:
-                    users.setdefault(p, set()).add(user)
-            if p in users and owner is not None:
-                users[p].add(owner)
-        return {self.graph.nodes[p]["name"]: sorted(u) for p, u in users.items()}
+            layers = {u for u in self._consumer_layers(p) if not u.startswith("<")}
+            if owner is not None:
+                layers.add(owner)
+            if len(layers) > 1:
+                ties[self.graph.nodes[p]["name"]] = sorted(layers)
+        return ties
 
     def _consumer_layers(self, node_id: str) -> set[str]:
         """Layers that read a tensor directly or through parameter-only ops (a transpose)."""

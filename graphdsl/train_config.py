@@ -44,6 +44,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
 
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
+    pending_lr: list[int] = []  # optimizer groups that set no lr of their own
     for stmt in train.body:
         if isinstance(stmt, ast.Setting):
             name = stmt.name.name
@@ -81,6 +82,12 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
         elif isinstance(stmt, ast.OptimizerStmt):
             spec = elaborator.eval_spec(stmt.value, "optimizer", scope)
             if isinstance(spec, Spec):
+                if spec.get("loss") is not None:
+                    _check_group_losses(spec, stmt, graph, sink)
+                explicit_lr = isinstance(stmt.value, ast.Call) and (
+                    bool(stmt.value.args) or any(k.name == "lr" for k in stmt.value.keywords))
+                if not explicit_lr:
+                    pending_lr.append(len(config.optimizers))
                 config.optimizers.append((stmt.pattern.text, spec, stmt.pattern.span))
         elif isinstance(stmt, ast.FreezeStmt):
             config.freeze.append(stmt.pattern.text)
@@ -97,11 +104,35 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
         elif isinstance(stmt, ast.RestoreStmt):
             config.restore.append((stmt.pattern.text, os.path.normpath(
                 os.path.join(base_dir, stmt.path.value))))
+    if "lr" in config.settings:
+        for i in pending_lr:
+            pattern, spec, span = config.optimizers[i]
+            args = dict(spec.args)
+            args["lr"] = config.settings["lr"]
+            config.optimizers[i] = (pattern, Spec(spec.kind, spec.name, tuple(args.items())),
+                                    span)
     if not graph.losses:
         sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
                    train.model.span, help="add `loss ...` to the model")
     _assign_groups(config, graph, sink)
     return config
+
+
+def loss_terms_named(graph: ModelGraph, name: str) -> list[str]:
+    """Loss nodes a group's `loss = name` refers to: the term, or every `name.*` term."""
+    return [n for n in graph.losses if graph.node(n)["name"] == name or
+            graph.node(n)["name"].startswith(name + ".")]
+
+
+def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
+                        sink: DiagnosticSink) -> None:
+    existing = [graph.node(n)["name"] for n in graph.losses]
+    for name in spec["loss"]:
+        if not loss_terms_named(graph, name):
+            sink.error("train-setting", f"optimizer `{stmt.pattern.text}` minimises `{name}`, "
+                       "but the model has no loss term of that name", stmt.value.span,
+                       help=suggestion_help(name, existing) or
+                       ("its loss terms: " + ", ".join(existing) if existing else None))
 
 
 def _value_problem(name: str, v: Any) -> str | None:
@@ -115,6 +146,31 @@ def _value_problem(name: str, v: Any) -> str | None:
     if name in CHOICES and v not in CHOICES[name]:
         return f"must be one of {', '.join(CHOICES[name])}, got {v!r}"
     return None
+
+
+def _check_group_reach(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink) -> None:
+    """A group that minimises named losses must reach each of its parameters through them."""
+    import networkx as nx
+
+    node_of = {graph.node(p)["name"]: p for p in graph.trainable_params()}
+    for pattern, spec, span in config.optimizers:
+        names = spec.get("loss")
+        if not names:
+            continue
+        terms = [n for name in names for n in loss_terms_named(graph, name)]
+        if not terms:
+            continue
+        reach: set[str] = set()
+        for t in terms:
+            reach |= nx.ancestors(graph.graph, t)
+        stranded = [n for n, g in config.groups.items() if g == pattern and
+                    node_of.get(n) not in reach]
+        if stranded:
+            shown = ", ".join(f"`{n}`" for n in stranded[:6])
+            sink.error("unused-parameter", f"optimizer `{pattern}` minimises "
+                       f"{', '.join(names)}, which does not depend on {shown}"
+                       + (f" and {len(stranded) - 6} more" if len(stranded) > 6 else ""),
+                       span, help="give the group a loss that uses them, or freeze them")
 
 
 def _assign_groups(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink) -> None:
@@ -135,6 +191,7 @@ def _assign_groups(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink)
         elif not new:
             sink.warning("optimizer-shadowed", f"optimizer pattern `{pattern}` only matches "
                          "parameters that an earlier pattern already covers", span)
+    _check_group_reach(config, graph, sink)
     missing = [n for n in trainable if n not in config.groups]
     if missing:
         shown = ", ".join(f"`{n}`" for n in missing[:8])

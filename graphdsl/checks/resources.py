@@ -30,8 +30,6 @@ def parse_bytes(text: str) -> int:
 def check_memory(graph: ModelGraph, sink: DiagnosticSink, limit: int) -> None:
     weights = graph.parameter_bytes()
     # Training holds the parameters, their gradients and two Adam moments.
-    trainable = sum(graph.node(p)["type"].shape and 1 for p in graph.trainable_params())
-    del trainable
     training = weights + 3 * 4 * graph.trainable_count if graph.losses else weights
     if training > limit:
         sink.error("memory-limit",

@@ -8,7 +8,10 @@ from .rules import known
 
 
 def _dims(inputs, which: int) -> int:  # type: ignore[no-untyped-def]
-    t = inputs[which] if which < len(inputs) and inputs[which] is not None else inputs[0]
+    """The feature size of input `which` (query 0, value 1, key 2; key defaults to value)."""
+    if which == 2 and (len(inputs) < 3 or inputs[2] is None):
+        which = 1
+    t = inputs[which]
     return known(t.shape[-1], "the feature size of attention inputs", which)
 
 

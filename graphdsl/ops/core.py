@@ -32,6 +32,8 @@ register(OpDef(
 def last_dim_of(inputs: tuple[TensorType, ...] | list[TensorType]) -> int:
     shape = inputs[0].shape
     assert shape is not None
+    if not shape:
+        raise ShapeError(f"the input must have at least one axis, got {inputs[0]}", 0)
     d = shape[-1]
     if not isinstance(d, int):
         raise ShapeError(f"the last dimension of the input must be a known size, got `{d}`", 0,

@@ -56,6 +56,7 @@ INITIALIZERS = _table(
     SpecDef("identity", {"gain": 1.0}, "gain times the identity (2-D, square or not)"),
     SpecDef("binary", {"p": 0.5}, "1 with probability p, else 0"),
     SpecDef("sign", {"p": 0.5}, "1 with probability p, else -1"),
+    SpecDef("lstm_bias", {}, "zeros, with ones on the forget-gate block [units, 2 units)"),
     SpecDef("from_file", {"path": REQUIRED},
             "values read from a .npy file or a whitespace-separated text file (one row per line);"
             " the path is relative to the program file"),
@@ -81,13 +82,17 @@ REGULARIZERS = _table(
     SpecDef("l1_l2", {"l1": 0.01, "l2": 0.01}, "l1 * sum(|w|) + l2 * sum(w^2)"),
 )
 
+# `loss` names the loss terms a group minimises (a name or a list of names; default: the
+# total). Two groups with their own losses train a GAN's generator and discriminator.
 OPTIMIZERS = _table(
-    SpecDef("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    SpecDef("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                    "loss": None},
             "w -= lr * (g + weight_decay w), with momentum buffer as in torch.optim.SGD"),
     SpecDef("adam", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
-                     "weight_decay": 0.0}, "Adam (L2 weight decay added to the gradient)"),
+                     "weight_decay": 0.0, "loss": None},
+            "Adam (L2 weight decay added to the gradient)"),
     SpecDef("adamw", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
-                      "weight_decay": 0.01}, "AdamW: decoupled weight decay"),
+                      "weight_decay": 0.01, "loss": None}, "AdamW: decoupled weight decay"),
 )
 
 SCHEDULES = _table(
@@ -129,3 +134,9 @@ class Spec:
     def __str__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.args)
         return f"{self.name}({inner})"
+
+
+def default_spec(kind: str, name: str) -> Spec:
+    """A spec with every argument at its default (for defaults the registry names)."""
+    table = SPEC_TABLES[kind]
+    return Spec(kind, name, tuple(table[name].args.items()))
