@@ -41,4 +41,17 @@ def _finish(program: Program, model: str | None, backend: str | None,
     return get_backend(backend).build(program, program.model(model), **options)
 
 
-__all__ = ["Diagnostic", "GraphdslError", "Program", "compile", "compile_file"]
+def train_file(path: str, *, model: str | None = None, backend: str = "torch",
+               out: str | None = None, resume: bool = False, **settings: Any) -> Any:
+    """Train a model of a program file as `graphdsl train` does; returns the trained module.
+
+    ``settings`` override the train block (epochs, steps, batch, lr, seed, data, device...).
+    """
+    from .backends import get_backend
+
+    program = compile_path(str(path), model=model)
+    return get_backend(backend).train(program, program.model(model), settings, out=out,
+                                      resume=resume)
+
+
+__all__ = ["Diagnostic", "GraphdslError", "Program", "compile", "compile_file", "train_file"]

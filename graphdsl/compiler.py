@@ -58,35 +58,42 @@ class _Session:
 
 def read_source(path: str, sink: DiagnosticSink, span: Span | None = None,
                 shown: str | None = None) -> str | None:
-    """The text of a file, or a `bad-file` diagnostic saying why it cannot be read."""
+    """The text of a file, or a diagnostic saying why it cannot be read.
+
+    ``span`` and ``shown`` are the import statement's string and its text, for imports.
+    """
+    code = "import-error" if shown else "bad-file"
     where = span or Span(path, 1, 1, 1, 1)
-    code = "import-error" if span else "bad-file"
     looked = [Note(f"looked for {os.path.relpath(path)}")] if shown else []
-    shown = f'"{shown}"' if shown else path
+    name = f'"{shown}"' if shown else path
     if not os.path.exists(path):
-        sink.error(code, f"no such file: {shown}", span, notes=looked)
+        sink.error(code, f"no such file: {name}", where, notes=looked)
         return None
     if os.path.isdir(path):
-        sink.error(code, f"{shown} is a directory, not a .gdl file", span, notes=looked)
+        sink.error(code, f"{name} is a directory, not a .gdl file", where, notes=looked)
         return None
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
-            sink.error(code, f"{path} is {size} bytes; graphdsl reads files up to "
-                       f"{MAX_FILE_BYTES} bytes", span)
+            sink.error(code, f"{name} is {size} bytes; graphdsl reads files up to "
+                       f"{MAX_FILE_BYTES} bytes", where)
             return None
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        sink.error(code, f"cannot read {path}: {exc.strerror or exc}", span)
+        sink.error(code, f"cannot read {name}: {exc.strerror or exc}", where)
         return None
-    return decode_source(data, path, sink, where if span else None)
+    return decode_source(data, path, sink)
 
 
-def decode_source(data: bytes, name: str, sink: DiagnosticSink,
-                  span: Span | None = None) -> str | None:
+def decode_source(data: bytes, name: str, sink: DiagnosticSink) -> str | None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        sink.error("bad-file", f"{name} is UTF-16 text; save it as UTF-8",
+                   Span(name, 1, 1, 1, 1))
+        return None
     if b"\x00" in data:
-        sink.error("bad-file", f"{name} is a binary file, not graphdsl source", span)
+        sink.error("bad-file", f"{name} is a binary file, not graphdsl source",
+                   Span(name, 1, 1, 1, 1))
         return None
     try:
         text = data.decode("utf-8")
@@ -95,8 +102,7 @@ def decode_source(data: bytes, name: str, sink: DiagnosticSink,
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
         sink.error("bad-file", f"{name} is not valid UTF-8: byte 0x{data[exc.start]:02x} at "
-                   f"line {line}, column {column}", span or Span(name, line, column, line,
-                                                                 column + 1))
+                   f"line {line}, column {column}", Span(name, line, column, line, column + 1))
         return None
     return text.removeprefix("\ufeff")
 
@@ -131,6 +137,7 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
         target = os.path.normpath(os.path.join(base, imp.path.value))
         loaded = _load(session, target, None, imp.path.span, shown=imp.path.value)
         if loaded is None:
+            namespace.failed_imports = True
             if imp.alias is not None:
                 namespace.aliases[imp.alias.name] = Namespace(target, failed=True)
             continue
@@ -144,6 +151,7 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
             for ident in imp.names:
                 found = loaded.namespace.definitions.get(ident.name)
                 if found is None:
+                    namespace.failed_imports = True
                     from .diagnostics import suggestion_help
 
                     session.sink.error("import-error", f"`{ident.name}` is not defined in "
@@ -242,13 +250,12 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         definition = loaded.namespace.definitions.get(name)
         if not isinstance(definition, Definition) or definition.node is not node:
             continue
-        errors_before = sum(d.is_error for d in session.sink.items)
         elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
         graph = elaborator.model(definition)
         train = trains.get(name)
         if train is not None:
             graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)
-        clean = sum(d.is_error for d in session.sink.items) == errors_before
+        clean = not any(d.is_error for d in session.sink.items)
         run_checks(graph, session.sink,
                    memory_limit=memory_limit if memory_limit is not None else
                    DEFAULT_MEMORY_LIMIT, elaborated_cleanly=clean)

@@ -48,6 +48,10 @@ from .types import (
     shape_str,
 )
 
+# Keras spellings of spec arguments -> graphdsl's.
+KERAS_ALIASES = {"learning_rate": "lr", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon",
+                 "std": "stddev", "mean_": "mean", "decay": "weight_decay"}
+
 MAX_EXPRESSION_DEPTH = 400
 MAX_REPEAT = 10_000
 
@@ -161,6 +165,7 @@ class Namespace:
     definitions: dict[str, Definition] = field(default_factory=dict)
     aliases: dict[str, Namespace] = field(default_factory=dict)
     failed: bool = False  # an import that could not be read: its names are already reported
+    failed_imports: bool = False
 
 
 class Scope:
@@ -177,6 +182,8 @@ class Scope:
         self.taken: set[str] = set()
         self.model_name = model_name
         self.symbols: dict[str, Dim] = {}
+        self.definition_kind = "model"
+        self.definition_name = model_name
 
     def auto_path(self, base: str) -> str:
         counter = self.counters.setdefault(base, itertools.count())
@@ -284,8 +291,8 @@ class Elaborator:
                             help="use int, float, bool, str, ints or floats")
             return POISON
         if not isinstance(value, Const):
-            self.sink.error("argument-type", f"parameter `{f.name.name}` is a {kind}, got "
-                            f"{describe(value)}", span)
+            self.sink.error("argument-type", f"parameter `{f.name.name}` is {article(kind)} "
+                            f"{kind}, got {describe(value)}", span)
             return POISON
         v = value.value
         ok = {
@@ -297,14 +304,15 @@ class Elaborator:
             "floats": isinstance(v, list) and all(isinstance(x, (int, float)) for x in v),
         }[kind]
         if not ok:
-            self.sink.error("argument-type", f"parameter `{f.name.name}` is a {kind}, got "
-                            f"{describe(value)}", span)
+            self.sink.error("argument-type", f"parameter `{f.name.name}` is {article(kind)} "
+                            f"{kind}, got {describe(value)}", span)
             return POISON
         return float(v) if kind == "float" else v
 
     # ---- bodies
     def run_body(self, node: ast.Definition, scope: Scope, top_level: bool,
-                 bound_inputs: dict[str, Tensor] | None) -> list[tuple[str | None, Any]]:
+                 bound_inputs: dict[str, tuple[Tensor, Span]] | None
+                 ) -> list[tuple[str | None, Any]]:
         """Evaluate a definition body; return its outputs (name, value) in order."""
         outputs: list[tuple[str | None, Any]] = []
         declared: dict[str, Span] = {}
@@ -370,10 +378,10 @@ class Elaborator:
         return outputs
 
     def input_stmt(self, stmt: ast.InputStmt | ast.TargetStmt, scope: Scope, top_level: bool,
-                   bound: dict[str, Tensor] | None) -> None:
+                   bound: dict[str, tuple[Tensor, Span]] | None) -> None:
         name = stmt.name.name
         if top_level:
-            declared = self.tensor_type(stmt.type, scope, bind_symbols=False)
+            declared = self.tensor_type(stmt.type, scope)
             kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
             node = self.add_node(f"{kind}:{name}:", kind=kind, name=name, type=declared,
                                  span=stmt.name.span)
@@ -381,56 +389,55 @@ class Elaborator:
             scope.env[name] = Tensor(node, 0, declared, stmt.name.span)
             return
         assert bound is not None
-        actual = bound.get(name)
-        if actual is None:
+        given = bound.get(name)
+        if given is None:
             scope.env[name] = POISON
             return
-        declared = self.tensor_type(stmt.type, scope, bind_symbols=True, actual=actual.type,
-                                    actual_span=actual.span)
+        actual, call_span = given
+        problem = self.bind_block_input(stmt.type, scope, actual.type)
+        if problem is not None:
+            code, expected = problem
+            self.sink.error(code, f"input `{name}` of {scope.definition_kind} "
+                            f"`{scope.definition_name}` expects {expected}, got {actual.type}",
+                            call_span, notes=[Note("declared here", stmt.type.span)])
+            scope.env[name] = POISON
+            return
         scope.env[name] = actual
 
-    def tensor_type(self, t: ast.TensorTypeExpr, scope: Scope, bind_symbols: bool,
-                    actual: TensorType | None = None, actual_span: Span | None = None) -> TensorType:
+    def bind_block_input(self, t: ast.TensorTypeExpr, scope: Scope,
+                         actual: TensorType) -> tuple[str, str] | None:
+        """Unify a block's declared input type with the caller's tensor type.
+
+        A bare name that is not a parameter of the block is a size variable: its first
+        occurrence takes the caller's size, later ones must agree with it.
+        """
+        if t.dtype.name not in DTYPES:
+            self.tensor_type(t, scope)  # reports the unknown dtype
+            return None
+        dtype = t.dtype.name
+        if actual.shape is None:
+            return None
+        dims: list[Dim] = []
+        for i, d in enumerate(t.dims):
+            if isinstance(d, ast.Name) and d.id not in scope.formals and \
+                    d.id not in scope.symbols and i < len(actual.shape):
+                scope.symbols[d.id] = actual.shape[i]
+            dims.append(self.dim_expr(d, scope))
+        declared = TensorType(dtype, tuple(dims))
+        if actual.dtype != dtype:
+            return "dtype-mismatch", str(declared)
+        if tuple(actual.shape) != tuple(dims):
+            return "shape-mismatch", str(declared)
+        return None
+
+    def tensor_type(self, t: ast.TensorTypeExpr, scope: Scope) -> TensorType:
         dtype = t.dtype.name
         if dtype not in DTYPES:
             self.sink.error("unknown-name", f"unknown dtype `{dtype}`", t.dtype.span,
                             help=suggestion_help(dtype, DTYPES) or
                             "dtypes: " + ", ".join(DTYPES))
             dtype = "float32"
-        dims: list[Dim] = []
-        for i, d in enumerate(t.dims):
-            dim = self.dim_expr(d, scope)
-            if bind_symbols and actual is not None and actual.shape is not None and \
-                    len(actual.shape) == len(t.dims):
-                dim = self.unify(dim, actual.shape[i], scope)
-            dims.append(dim)
-        declared = TensorType(dtype, tuple(dims))
-        if actual is not None and actual.shape is not None:
-            problem = None
-            if actual.dtype != dtype:
-                problem = ("dtype-mismatch", f"expects {declared}, got {actual}")
-            elif len(actual.shape) != len(dims):
-                problem = ("shape-mismatch", f"expects rank {len(dims)} {declared}, got {actual}")
-            elif tuple(actual.shape) != tuple(dims):
-                problem = ("shape-mismatch", f"expects {declared}, got {actual}")
-            if problem:
-                self.sink.error(problem[0], f"input `{self._stmt_name(t)}` {problem[1]}",
-                                actual_span, notes=[Note("declared here", t.span)])
-        return declared
-
-    @staticmethod
-    def _stmt_name(t: ast.TensorTypeExpr) -> str:
-        return "of the block"
-
-    def unify(self, dim: Dim, actual: Dim, scope: Scope) -> Dim:
-        """Block inputs: a symbol not yet bound takes the caller's size."""
-        if isinstance(dim, Sym) and len(dim.terms) == 1 and dim.terms[0][1] == 1 and \
-                dim.const == 0:
-            name = dim.terms[0][0]
-            if name not in scope.symbols:
-                scope.symbols[name] = actual
-            return scope.symbols[name]
-        return dim
+        return TensorType(dtype, tuple(self.dim_expr(d, scope) for d in t.dims))
 
     def dim_expr(self, e: ast.Expr, scope: Scope) -> Dim:
         if isinstance(e, ast.Number) and isinstance(e.value, int):
@@ -481,7 +488,7 @@ class Elaborator:
         scope.env[stmt.name.name] = value
 
     def param_stmt(self, stmt: ast.ParamStmt, scope: Scope) -> None:
-        declared = self.tensor_type(stmt.type, scope, bind_symbols=False)
+        declared = self.tensor_type(stmt.type, scope)
         shape = declared.shape or ()
         if any(not isinstance(d, int) for d in shape):
             self.sink.error("unknown-dimension", "a parameter's shape must be known: "
@@ -494,6 +501,8 @@ class Elaborator:
             default_spec("initializer", "glorot_uniform" if len(shape) >= 2 else "zeros")
         constraint = self.eval_spec(stmt.constraint, "constraint", scope) \
             if stmt.constraint else None
+        if isinstance(constraint, Spec) and stmt.constraint is not None:
+            self.check_constraint_axis(constraint, shape, stmt.constraint.span)
         if isinstance(init, Spec):
             self.check_init_shape(init, shape, ", ".join(i.name for i in stmt.names),
                                   stmt.init.span if stmt.init else stmt.span)
@@ -562,6 +571,7 @@ class Elaborator:
 
     # ---- losses and metrics
     def loss_stmt(self, stmt: ast.LossStmt, scope: Scope) -> None:
+        self.g.loss_statements += 1
         terms = self.split_terms(stmt.value, 1.0, scope)
         existing = {self.g.node(n)["name"] for n in self.g.losses}
         for weight, body in terms:
@@ -708,6 +718,8 @@ class Elaborator:
         return POISON
 
     def unknown_name(self, name: str, span: Span, scope: Scope) -> None:
+        if scope.namespace.failed_imports:
+            return  # the name may come from a file that could not be read: already reported
         for model_name, node in self.all_models.items():
             if model_name == scope.model_name:
                 continue
@@ -1076,12 +1088,20 @@ class Elaborator:
         x: Any = args[0]
         states = [x]
         for member in rep.members:
+            before = x
             x = self.apply_values(member, [x], dict(keywords), e, scope)
             if isinstance(x, TupleValue):
                 self.sink.error("argument-type", "a repeated block must have one output",
                                 e.span)
                 return POISON
             if isinstance(x, Poison):
+                return POISON
+            if x.type.shape is not None and before.type.shape is not None and \
+                    (x.type.shape != before.type.shape or x.type.dtype != before.type.dtype):
+                self.sink.error("shape-mismatch", f"`repeat` feeds each copy its "
+                                f"predecessor's output, but one copy maps {before.type} to "
+                                f"{x.type}", e.span,
+                                help="a repeated layer must keep its input's shape")
                 return POISON
             states.append(x)
         if return_states:
@@ -1105,21 +1125,23 @@ class Elaborator:
             self.g.submodels.setdefault(inst.path, node.name.name)
         inputs = [s for s in node.body if isinstance(s, ast.InputStmt)]
         names = [s.name.name for s in inputs]
-        bound: dict[str, Tensor] = {}
+        bound: dict[str, tuple[Tensor, Span]] = {}
+        arg_spans = [a.span for a in e.args]
         if len(args) > len(inputs):
             self.sink.error("too-many-arguments", f"`{node.name.name}` takes {len(inputs)} "
-                            f"inputs, got {len(args)}", e.span)
+                            f"input{'s' * (len(inputs) != 1)}, got {len(args)}",
+                            e.args[len(inputs)].span if len(e.args) > len(inputs) else e.span)
             return POISON
-        for stmt, value in zip(inputs, args, strict=False):
-            bound[stmt.name.name] = value
+        for i, (stmt, value) in enumerate(zip(inputs, args, strict=False)):
+            bound[stmt.name.name] = (value, arg_spans[i] if i < len(arg_spans) else e.span)
         for name, (value, kw) in keywords.items():
             if name not in names:
                 self.sink.error("unknown-argument", f"`{node.name.name}` has no input `{name}`",
                                 kw.span, help=suggestion_help(name, names))
                 return POISON
-            bound[name] = value
+            bound[name] = (value, kw.value.span)
         for name in names:
-            value = bound.get(name)
+            value = bound[name][0] if name in bound else None
             if value is None:
                 self.sink.error("missing-argument", f"`{node.name.name}` needs its input "
                                 f"`{name}`", e.span)
@@ -1131,6 +1153,7 @@ class Elaborator:
         inst.calls += 1
         inner = Scope(inst.definition.namespace, inst.path + ".", inst.formals, inst.cache,
                       scope.model_name)
+        inner.definition_kind, inner.definition_name = node.kind, node.name.name
         for stmt in inputs:
             inner.taken.add(stmt.name.name)
         self.expanding.append(node.name.name)
@@ -1326,6 +1349,8 @@ class Elaborator:
             default = "zeros"
         init = specs.get("initializer") or default_spec("initializer", default)
         constraint = specs.get("constraint")
+        if constraint is not None:
+            self.check_constraint_axis(constraint, shape, span)
         mask = layer.masks.get(spec.name)
         if mask is not None:
             mask = self.check_kernel_mask(mask, shape, span)
@@ -1339,6 +1364,12 @@ class Elaborator:
         if "regularizer" in specs:
             self.regularizers.append((node, specs["regularizer"], layer.span))
         return Tensor(node, 0, t, layer.span)
+
+    def check_constraint_axis(self, constraint: Spec, shape: Shape, span: Span) -> None:
+        axis = constraint.get("axis")
+        if isinstance(axis, int) and not -len(shape) <= axis < max(len(shape), 1):
+            self.sink.error("argument-value", f"`{constraint.name}`: axis {axis} is out of "
+                            f"range for a parameter of rank {len(shape)}", span)
 
     def check_init_shape(self, init: Spec, shape: Shape, what: str, span: Span) -> None:
         """Initialisers whose shape is fixed (a file, identity) must fit the parameter."""
@@ -1624,8 +1655,10 @@ class Elaborator:
                 values[k.name] = (k.value, k.value.span)
                 continue
             if k.name not in spec_def.args:
+                alias = KERAS_ALIASES.get(k.name)
                 self.sink.error("unknown-argument", f"`{name}` has no argument `{k.name}`",
-                                k.span, help=suggestion_help(k.name, names) or
+                                k.span, help=(f"did you mean `{alias}`?" if alias in names
+                                              else None) or suggestion_help(k.name, names) or
                                 (f"it takes: {', '.join(names)}" if names else
                                  "it takes no arguments"))
                 return POISON
@@ -1727,7 +1760,7 @@ class Elaborator:
             value = inputs.get(slot.name)
             values = value if isinstance(value, list) else [value] if value is not None else []
             for v in values:
-                if v.type.shape is None:
+                if v.type.shape is None or has_error_dim(v.type.shape):
                     return self.unknown_result(op)
                 problem = dtype_problem(slot.dtypes, v.type)
                 if problem:
@@ -2001,6 +2034,11 @@ def fold(op: str, a: Any, b: Any) -> Any:
 
 def _bad_matmul() -> Any:
     raise TypeError("`@` needs tensors")
+
+
+def has_error_dim(shape: Shape) -> bool:
+    """A dimension made `?` by an error already reported keeps later rules silent."""
+    return any(isinstance(d, Sym) and any(name == "?" for name, _ in d.terms) for d in shape)
 
 
 def layer_base_name(value: Any) -> str:

@@ -40,6 +40,18 @@ CODES: dict[str, str] = {
     "optimizer-coverage": "a trainable parameter that no optimizer group covers",
     "optimizer-shadowed": "an optimizer pattern that covers no parameter not already covered",
     "train-setting": "a train block setting with a wrong name, kind or value",
+    # weights and data (found when training or loading, not by `graphdsl compile`)
+    "bad-checkpoint": "a checkpoint file that cannot be read, or is not a graphdsl checkpoint",
+    "checkpoint-mismatch": "a checkpoint whose tensors do not fit the model (missing, "
+                           "unexpected or mis-shaped)",
+    "bad-data": "training data that does not fit the model (missing arrays, wrong dtype or "
+                "shape, unreadable file)",
+    "non-finite-loss": "training stopped because a loss term became NaN or infinite",
     # resources
     "memory-limit": "the model's parameters need more memory than the configured limit",
 }
+
+# Codes that `graphdsl compile` never produces: they come from training, evaluation and
+# loading weights or data.
+RUNTIME_CODES = frozenset({"bad-checkpoint", "checkpoint-mismatch", "bad-data",
+                           "non-finite-loss"})

@@ -216,6 +216,11 @@ class _TreeBuilder(Transformer_NonRecursive):
     def keyword(self, meta: Any, c: list[Any]) -> ast.Keyword:
         return ast.Keyword(str(c[0]), c[1], _token_span(self.file, c[0]))
 
+    def loss_keyword(self, meta: Any, c: list[Any]) -> ast.Keyword:
+        span = self._span(meta)
+        return ast.Keyword("loss", c[0], Span(span.file, span.line, span.column, span.line,
+                                               span.column + 4))
+
     def subscript(self, meta: Any, c: list[Any]) -> ast.Subscript:
         return ast.Subscript(self._span(meta), c[0], tuple(c[1]))
 

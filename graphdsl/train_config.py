@@ -111,7 +111,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             args["lr"] = config.settings["lr"]
             config.optimizers[i] = (pattern, Spec(spec.kind, spec.name, tuple(args.items())),
                                     span)
-    if not graph.losses:
+    if not graph.losses and not graph.loss_statements:
         sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
                    train.model.span, help="add `loss ...` to the model")
     _assign_groups(config, graph, sink)

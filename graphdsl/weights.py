@@ -23,10 +23,7 @@ _TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 def file_shape(path: str) -> tuple[int, ...]:
     """The array shape a `from_file` initialiser will produce, read cheaply."""
     if path.endswith(".npy"):
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            shape, _, _ = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
-            return tuple(int(d) for d in shape)
+        return tuple(int(d) for d in np.load(path, mmap_mode="r", allow_pickle=False).shape)
     return tuple(int(d) for d in _read_text(path).shape)
 
 

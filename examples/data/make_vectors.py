@@ -2,8 +2,8 @@
 examples (``from_file("data/vectors.npy")``).
 
 MAINTAINER TOOL, not run by the tests. The vectors are synthetic: standard normal draws
-from ``numpy.random.default_rng(20240611)``, scaled by 0.1 and rounded to 4 decimals so
-the file is byte-for-byte reproducible across platforms:
+from ``numpy.random.default_rng(20240611)``, scaled by 0.1 and rounded to 4 decimals
+(the checked-in file was made with numpy 2.4.6; see SOURCES.md for its sha256):
 
     python3 examples/data/make_vectors.py          # writes examples/data/vectors.npy
 """

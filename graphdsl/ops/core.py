@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType
+from ..types import ShapeError, TensorType, shape_str
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import product, same_as
 
@@ -104,8 +104,8 @@ def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:  # type
             from ..types import Sym
             out[out.index(-1)] = Sym.named(f"({total})/({known_part})")
     elif product(out) != total:
-        raise ShapeError(f"cannot reshape {list(map(str, in_shape))} into "
-                         f"{list(map(str, out))}: the element counts differ", argument)
+        raise ShapeError(f"cannot reshape {shape_str(tuple(in_shape))} ({total} elements) into "
+                         f"{shape_str(tuple(out))}", argument)
     return tuple(out)
 
 

@@ -191,7 +191,7 @@ def snake_case(name: str) -> str:
 REGISTRY: dict[str, OpDef] = {}
 
 # Arguments every layer accepts, derived from its parameters (Keras names).
-LAYER_ARGS = (Arg("trainable", "bool", True, doc="False freezes every parameter of the layer"),
+LAYER_ARGS = (Arg("trainable", "bool", True, doc="`false` freezes every parameter of the layer"),
               Arg("name", "str", None, optional=True, doc="the layer's name in parameter paths"))
 
 

@@ -202,10 +202,12 @@ def _getitem(call: OpCall) -> TensorType:
     n_real = sum(1 for it in items if it[0] in ("index", "slice"))
     if n_real > len(shape):
         raise ShapeError(f"too many indices ({n_real}) for a tensor of rank {len(shape)}", 0)
+    full = ("slice", None, None, None)
     if ("ellipsis",) in items:
         at = items.index(("ellipsis",))
-        items[at:at + 1] = [("slice", None, None, None)] * (len(shape) - n_real)
-    items += [("slice", None, None, None)] * (len(shape) - n_real)
+        items[at:at + 1] = [full] * (len(shape) - n_real)
+    else:
+        items += [full] * (len(shape) - n_real)
     out: list[Dim] = []
     axis = 0
     for position, item in enumerate(items):

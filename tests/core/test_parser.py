@@ -262,7 +262,7 @@ def test_same_source_gives_the_same_hash() -> None:
 
 
 @pytest.mark.parametrize("replacements", [
-    [("units: int = 8", "units: int = 9")],                      # a different size
+    [("units: int = 8", "units: int = 9"), ("y : float32[B, T, 8]", "y : float32[B, T, 9]")],
     [("layer d =", "layer e ="), ("d(x)", "e(x)")],               # another parameter name
     [("mse(h, y)", "mae(h, y)")],                                 # another loss
     [("Dense(units)", "Dense(units, use_bias = false)")],         # another parameter set

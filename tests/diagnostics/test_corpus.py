@@ -150,9 +150,10 @@ def check_expectations(outcome: Outcome, spec: CaseSpec, relative_to: Path) -> N
         wanted = [e for e in spec.expectations if e.key == key]
         got = [d for d in outcome.diagnostics if (place_of(d), d.severity, d.code) == key]
         if len(got) == len(wanted) and not _assignable(wanted, got):
+            written = ", ".join(str(e.written_at) for e in wanted)
             problems.append(
-                f"{show_place(key[0])}: [{key[2]}]: messages "
-                f"{[d.message for d in got]} do not contain {[e.text for e in wanted]}")
+                f"{show_place(key[0])}: [{key[2]}]: messages {[d.message for d in got]} do "
+                f"not contain {[e.text for e in wanted]} (expected on line {written})")
     if problems:
         listing = "\n".join(f"    {describe(d)}" for d in outcome.diagnostics) or "    (none)"
         pytest.fail("\n".join(problems) + "\n  diagnostics were:\n" + listing, pytrace=False)
@@ -234,7 +235,7 @@ LATIN1_COMMENT = b"model M {\n    input x : float32[B, 4]   # caf\xe9 au lait\n"
 GENERATED: dict[str, GeneratedCase] = {
     "bad-file_latin1": GeneratedCase(
         {"m.gdl": LATIN1_COMMENT}, "m.gdl",
-        (("m.gdl", 2, "error", "bad-file", "not valid UTF-8: byte 0xe9 at line 2, column 34"),)),
+        (("m.gdl", 2, "error", "bad-file", "not valid UTF-8: byte 0xe9 at line 2, column 36"),)),
     "bad-file_binary": GeneratedCase(
         {"m.gdl": b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256))}, "m.gdl",
         (("", 0, "error", "bad-file", "binary file"),)),
@@ -248,15 +249,16 @@ GENERATED: dict[str, GeneratedCase] = {
         {}, "nowhere.gdl",
         (("", 0, "error", "bad-file", "no such file: nowhere.gdl"),)),
     "bad-file_imported_latin1": GeneratedCase(
-        {"lib.gdl": b"block B {\n    input x : float32[B, 4]   # na\xefve\n    output x\n}\n",
+        {"lib.gdl": b"block Lib {\n    input x : float32[B, 4]   # na\xefve\n    output x\n}\n",
          "m.gdl": b'import "lib.gdl"\n'
-                  b"model M {\n    input x : float32[B, 4]\n    inference output y = B()(x)\n}\n"},
+                  b"model M {\n    input x : float32[B, 4]\n    inference output y = Lib()(x)\n}\n"},
         "m.gdl",
         (("m.gdl", 1, "error", "bad-file", "lib.gdl is not valid UTF-8"),)),
-    # A byte-order mark is fine, and does not shift the columns of what follows.
+    # A byte-order mark is fine, and does not shift the columns of what follows (the golden
+    # has the caret under the `$`, column 35).
     "syntax_after_bom": GeneratedCase(
-        {"m.gdl": b"\xef\xbb\xbfmodel M {\n    input x : float32[B, 4\n}\n"}, "m.gdl",
-        (("m.gdl", 3, "error", "syntax", "`]`"),)),
+        {"m.gdl": b"\xef\xbb\xbfmodel M { input x : float32[B, 4] $ }\n"}, "m.gdl",
+        (("m.gdl", 1, "error", "syntax", "unexpected character `$`"),)),
 }
 
 
@@ -286,6 +288,102 @@ def test_generated(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     check_golden(rendered, GENERATED_GOLDEN_DIR / f"{name}.out")
 
 
+# --- codes found when loading data or weights (graphdsl/data.py, graphdsl/checkpoint.py) --
+
+RUNTIME_PROGRAM = """
+model Net {
+    input x : float32[B, 4]
+    target y : int32[B]
+    layer hidden = Dense(8, activation = relu)
+    output logits = Dense(3)(hidden(x))
+    loss crossentropy(logits, y, from_logits = true)
+}
+"""
+
+
+def runtime_model(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from graphdsl.compiler import compile_text
+
+    return compile_text(RUNTIME_PROGRAM, "net.gdl", base_dir=str(tmp_path)).model("Net")
+
+
+def run_runtime_case(name: str, tmp_path: Path) -> tuple[Diagnostic, ...]:
+    """Make the problem with the loaders of graphdsl itself; return the diagnostics carried by
+    the exception they raise."""
+    import numpy as np
+
+    from graphdsl.checkpoint import (
+        CheckpointError,
+        load_checkpoint,
+        model_metadata,
+        save_checkpoint,
+        select,
+    )
+    from graphdsl.data import DataError, load_npz
+
+    model = runtime_model(tmp_path)
+    try:
+        if name == "bad-data_missing_and_mistyped":
+            np.savez(tmp_path / "d.npz", x=np.zeros((5, 4), dtype="U1"))
+            load_npz(str(tmp_path / "d.npz"), model)
+        elif name == "bad-data_unreadable":
+            (tmp_path / "d.npz").write_bytes(b"this is not a zip archive")
+            load_npz(str(tmp_path / "d.npz"), model)
+        elif name == "bad-checkpoint_not_safetensors":
+            (tmp_path / "w.safetensors").write_text("model Net { }\n")
+            load_checkpoint(str(tmp_path / "w.safetensors"))
+        elif name == "bad-checkpoint_missing":
+            load_checkpoint(str(tmp_path / "nowhere.safetensors"))
+        elif name == "checkpoint-mismatch_shapes_and_names":
+            tensors = {"hidden.kernel": np.zeros((5, 8), "float32"),  # [4, 8] in the model
+                       "hidden.bias": np.zeros((8,), "float32"),
+                       "head.kernel": np.zeros((8, 3), "float32")}  # no such layer
+            save_checkpoint(str(tmp_path / "w.safetensors"), tensors,
+                            model_metadata(model, "net.gdl"))
+            select(model, load_checkpoint(str(tmp_path / "w.safetensors")))
+        else:
+            raise KeyError(name)
+    except (DataError, CheckpointError) as err:
+        return tuple(err.diagnostics)
+    pytest.fail(f"{name}: no error was raised")
+
+
+# name -> (code, message substring, substrings of the notes)
+RUNTIME_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "bad-data_missing_and_mistyped": (
+        "bad-data", "does not fit model `Net`",
+        ("no array `y` for target `y`", "`x` is <U1, expected float32")),
+    "bad-data_unreadable": ("bad-data", "cannot read", ()),
+    "bad-checkpoint_not_safetensors": ("bad-checkpoint", "not a safetensors file", ()),
+    "bad-checkpoint_missing": ("bad-checkpoint", "no such checkpoint file", ()),
+    "checkpoint-mismatch_shapes_and_names": (
+        "checkpoint-mismatch", "does not fit model `Net`",
+        ("shape: `hidden.kernel` is [5, 8]", "missing: `dense.kernel`",
+         "unexpected: `head.kernel`")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNTIME_CASES))
+def test_runtime(name: str, tmp_path: Path) -> None:
+    code, text, note_texts = RUNTIME_CASES[name]
+    diagnostics = run_runtime_case(name, tmp_path)
+    assert [d.code for d in diagnostics] == [code]
+    (diagnostic,) = diagnostics
+    assert diagnostic.severity == "error"
+    assert text in diagnostic.message, diagnostic.message
+    notes = [n.message for n in diagnostic.notes]
+    for wanted in note_texts:
+        assert any(wanted in n for n in notes), f"no note contains {wanted!r}: {notes}"
+    rendered = normalise_paths(render_all(diagnostics, SourceMap(), color=False),
+                               [tmp_path.resolve(), tmp_path])
+    check_golden(rendered, GENERATED_GOLDEN_DIR / f"runtime_{name}.out")
+
+
+# Codes that only a framework backend raises, so tests/diagnostics (run with the frameworks
+# blocked) cannot produce them: a test outside tests/core and tests/diagnostics must.
+FRAMEWORK_CODES = {"non-finite-loss": "backends/torch/train.py"}
+
+
 # --- coverage of the codes -------------------------------------------------------------
 
 
@@ -296,6 +394,7 @@ def corpus_codes() -> Counter[str]:
             codes[e.code] += 1
     for generated in GENERATED.values():
         codes.update(code for _, _, _, code, _ in generated.expectations)
+    codes.update(code for code, _, _ in RUNTIME_CASES.values())
     return codes
 
 
@@ -304,9 +403,28 @@ def cases_for(code: str) -> list[Path]:
                                     parse_case(c.read_text(encoding="utf-8"), c).expectations)]
 
 
+def framework_tests_mentioning(code: str) -> list[Path]:
+    tests = REPO / "tests"
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        if path.is_relative_to(tests / "core") or path.is_relative_to(tests / "diagnostics"):
+            continue
+        if path.name.startswith("test_") and f'"{code}"' in path.read_text(encoding="utf-8"):
+            found.append(path)
+    return found
+
+
 def test_every_code_is_covered() -> None:
-    missing = sorted(set(CODES) - set(corpus_codes()))
-    assert not missing, f"no corpus case expects {missing}"
+    missing = sorted(set(CODES) - set(corpus_codes()) - set(FRAMEWORK_CODES))
+    assert not missing, f"no corpus case, generated case or runtime case expects {missing}"
+
+
+@pytest.mark.parametrize("code", sorted(FRAMEWORK_CODES))
+def test_framework_code_is_tested_elsewhere(code: str) -> None:
+    assert code in CODES, f"{code} is no longer a code: drop it from FRAMEWORK_CODES"
+    assert framework_tests_mentioning(code), (
+        f"[{code}] comes from {FRAMEWORK_CODES[code]} only; no test outside tests/core and "
+        f"tests/diagnostics checks for \"{code}\"")
 
 
 @pytest.mark.parametrize(("code", "at_least"), [("disconnected", 5), ("shape-mismatch", 5),

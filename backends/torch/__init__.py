@@ -1,0 +1,44 @@
+"""The PyTorch backend: `graphdsl.compile(source, backend="torch")` returns a native
+``torch.nn.Module``; `graphdsl train` / `graphdsl eval` run through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from graphdsl.compiler import Program
+    from graphdsl.ir import ModelGraph
+
+    from .module import GraphModule
+
+
+def build(program: Program, model: ModelGraph, seed: int = 0,
+          values: Mapping[str, np.ndarray] | None = None) -> GraphModule:
+    """A native module for ``model``: initial values from ``seed``, or the given arrays."""
+    from .module import build_module
+
+    return build_module(model, values, seed, program_models=program.models)
+
+
+def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
+          out: str | None = None, resume: bool = False) -> GraphModule:
+    """Train ``model`` with the train block's settings overridden by ``settings``."""
+    from .train import train_model
+
+    trainer, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True)
+    return trainer.module
+
+
+def run_train(program: Program, args: Any) -> int:
+    from .train import run_train as run
+
+    return run(program, args)
+
+
+def run_eval(program: Program, args: Any) -> int:
+    from .train import run_eval as run
+
+    return run(program, args)

@@ -1,0 +1,173 @@
+"""The checkpoint format, backend-neutral (docs/checkpoint.md).
+
+A checkpoint is a safetensors file of numpy arrays keyed by canonical parameter names
+(`embed.embeddings`, `gpt2_block.3.dense.kernel`), in the registry's canonical layouts;
+a tied tensor is stored once under its owner's name. Its metadata names the format, the
+program, the model and the graph hash. Training state for resuming (optimizer moments,
+step counters, random-number-generator states) goes in a companion safetensors file with
+a JSON document in its metadata. Loading reads bytes and JSON only: nothing is unpickled
+or executed. Writes are atomic: a temporary file in the same folder, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .diagnostics import Diagnostic, Note
+from .ir import ModelGraph
+from .patterns import matches
+
+FORMAT = "graphdsl-checkpoint/1"
+STATE_FORMAT = "graphdsl-train-state/1"
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict[str, np.ndarray]
+    metadata: dict[str, str]
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; carries diagnostics listing every problem."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _serialise(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
+    from safetensors.numpy import save
+
+    contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    return save(contiguous, metadata=dict(metadata))
+
+
+def model_metadata(model: ModelGraph, program_file: str, **extra: Any) -> dict[str, str]:
+    meta = {"format": FORMAT, "program": os.path.basename(program_file), "model": model.name,
+            "graph_hash": model.graph_hash()}
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def save_checkpoint(path: str, tensors: Mapping[str, np.ndarray],
+                    metadata: Mapping[str, str]) -> None:
+    atomic_write_bytes(path, _serialise(tensors, metadata))
+
+
+def _bad(path: str, message: str) -> CheckpointError:
+    return CheckpointError([Diagnostic("error", "bad-checkpoint", f"{path}: {message}")])
+
+
+def load_checkpoint(path: str, expected_format: str = FORMAT) -> Checkpoint:
+    """Read a checkpoint: arrays and metadata, never code."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if not os.path.isfile(path):
+        raise _bad(path, "no such checkpoint file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8: 8 + header_len])
+    except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as exc:
+        raise _bad(path, f"not a safetensors file ({exc})") from None
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("format") != expected_format:
+        raise _bad(path, f"not a graphdsl checkpoint (format {metadata.get('format')!r}, "
+                   f"expected {expected_format!r})")
+    return Checkpoint(dict(tensors), dict(metadata))
+
+
+def select(model: ModelGraph, checkpoint: Checkpoint, pattern: str = "*",
+           source: str = "checkpoint", exact: bool | None = None) -> dict[str, np.ndarray]:
+    """The checkpoint's tensors for ``model``'s tensors whose names match ``pattern``.
+
+    Every problem is listed: a tensor of the model the checkpoint lacks, a tensor of the
+    checkpoint the model lacks (only when loading everything), a shape that differs.
+    """
+    expected = expected_tensors(model)
+    wanted = {n: s for n, s in expected.items() if matches(pattern, n)}
+    full = pattern == "*" if exact is None else exact
+    problems: list[str] = []
+    for name, shape in sorted(wanted.items()):
+        if name not in checkpoint.tensors:
+            problems.append(f"missing: `{name}` {list(shape)}")
+        elif tuple(checkpoint.tensors[name].shape) != tuple(shape):
+            problems.append(f"shape: `{name}` is {list(checkpoint.tensors[name].shape)} in the "
+                            f"{source} but {list(shape)} in model `{model.name}`")
+    if full:
+        for name in sorted(set(checkpoint.tensors) - set(expected)):
+            problems.append(f"unexpected: `{name}` {list(checkpoint.tensors[name].shape)}")
+    if not wanted:
+        problems.append(f"the pattern `{pattern}` matches no tensor of model `{model.name}`")
+    if problems:
+        raise CheckpointError([Diagnostic(
+            "error", "checkpoint-mismatch",
+            f"the {source} does not fit model `{model.name}` ({len(problems)} "
+            f"problem{'s' * (len(problems) != 1)})",
+            notes=tuple(Note(p) for p in problems),
+            help="restore a subset with a pattern (`restore trunk.* from ...`)"
+            if full else None)])
+    return {n: checkpoint.tensors[n] for n in wanted}
+
+
+def expected_tensors(model: ModelGraph) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every tensor a checkpoint of this model holds."""
+    out: dict[str, tuple[int, ...]] = {}
+    for node in model.params:
+        data = model.node(node)
+        shape = tuple(int(d) for d in data["type"].shape)  # type: ignore[arg-type]
+        out[data["name"]] = shape
+        if data["kernel_mask"] is not None:
+            out[data["name"] + "_mask"] = shape
+    return out
+
+
+def save_state(path: str, tensors: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
+    """The companion file: optimizer tensors plus a JSON document (counters, RNG states)."""
+    meta = {"format": STATE_FORMAT, "state": json.dumps(state, sort_keys=True)}
+    atomic_write_bytes(path, _serialise(tensors, meta))
+
+
+def load_state(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ckpt = load_checkpoint(path, STATE_FORMAT)
+    try:
+        state = json.loads(ckpt.metadata.get("state", "{}"))
+    except json.JSONDecodeError as exc:
+        raise _bad(path, f"corrupt training state ({exc})") from None
+    return ckpt.tensors, state

@@ -1,0 +1,233 @@
+"""Training data, backend-neutral: numpy arrays named after a model's inputs and targets.
+
+Two sources:
+- an ``.npz`` archive whose arrays are named after the model's inputs and targets;
+- a text corpus (``.txt`` or ``.txt.gz``) for a language model with one integer input
+  [B, T] and one integer target [B, T]: tokens, with the next token as the target. The
+  vocabulary is built from the training part, saved as JSON beside the checkpoints and
+  reused. Ids 0, 1, 2 are <pad>, <unk> and <eos>.
+
+Batch order is a permutation drawn from (seed, epoch), so a resumed run sees the same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .diagnostics import Diagnostic, Note
+from .ir import ModelGraph
+from .types import FLOAT_DTYPES, INT_DTYPES, Sym
+
+SPECIALS = ("<pad>", "<unk>", "<eos>")
+
+
+class DataError(Exception):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+def _error(message: str, notes: list[str] | None = None, help: str | None = None) -> DataError:
+    return DataError([Diagnostic("error", "bad-data", message,
+                                 notes=tuple(Note(n) for n in notes or ()), help=help)])
+
+
+@dataclass
+class Dataset:
+    arrays: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    def take(self, index: np.ndarray) -> Dataset:
+        return Dataset({k: v[index] for k, v in self.arrays.items()})
+
+    def split(self, validation: float, seed: int) -> tuple[Dataset, Dataset]:
+        """A fixed shuffle, then the last `validation` share is held out."""
+        n = len(self)
+        order = np.random.default_rng([seed, 7919]).permutation(n)
+        held = int(round(n * validation))
+        if validation > 0 and n > 1:
+            held = min(max(held, 1), n - 1)
+        return self.take(np.sort(order[: n - held])), self.take(np.sort(order[n - held:]))
+
+    def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
+                start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        n = len(self)
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle \
+            else np.arange(n)
+        for i in range(start * batch, n, batch):
+            index = order[i: i + batch]
+            yield {k: v[index] for k, v in self.arrays.items()}
+
+    def steps_per_epoch(self, batch: int) -> int:
+        return (len(self) + batch - 1) // batch
+
+
+def _names(model: ModelGraph) -> dict[str, tuple[str, object]]:
+    out = {}
+    for node in model.inputs + model.targets:
+        data = model.node(node)
+        out[data["name"]] = (data["kind"], data["type"])
+    return out
+
+
+def load_npz(path: str, model: ModelGraph) -> Dataset:
+    """Arrays for each input and target, checked against their declared types."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            raw = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+    problems: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    sizes: dict[str, int] = {}
+    for name, (kind, t) in _names(model).items():
+        if name not in raw:
+            problems.append(f"no array `{name}` for {kind} `{name}` {t} "
+                            f"(the archive has: {', '.join(sorted(raw)) or 'nothing'})")
+            continue
+        arr = raw[name]
+        dtype = t.dtype  # type: ignore[attr-defined]
+        shape = t.shape  # type: ignore[attr-defined]
+        if dtype in FLOAT_DTYPES and arr.dtype.kind not in "fiub":
+            problems.append(f"`{name}` is {arr.dtype}, expected {dtype}")
+            continue
+        if dtype in INT_DTYPES and arr.dtype.kind not in "iub":
+            problems.append(f"`{name}` is {arr.dtype}, expected integers ({dtype})")
+            continue
+        if dtype == "bool" and arr.dtype.kind != "b":
+            problems.append(f"`{name}` is {arr.dtype}, expected bool")
+            continue
+        if arr.ndim != len(shape):
+            problems.append(f"`{name}` has shape {list(arr.shape)}, expected rank "
+                            f"{len(shape)} {t}")
+            continue
+        for axis, (want, got) in enumerate(zip(shape, arr.shape, strict=True)):
+            if isinstance(want, int) and want != got:
+                problems.append(f"`{name}` has shape {list(arr.shape)}, expected {t} "
+                                f"(axis {axis})")
+                break
+            if isinstance(want, Sym) and len(want.terms) == 1 and want.const == 0:
+                symbol = want.terms[0][0]
+                if symbol in sizes and sizes[symbol] != got:
+                    problems.append(f"`{name}` has {symbol} = {got} but another array has "
+                                    f"{symbol} = {sizes[symbol]}")
+                    break
+                sizes[symbol] = got
+        arrays[name] = arr.astype(dtype if dtype != "bfloat16" else "float32", copy=False)
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        problems.append(f"the arrays have different numbers of samples: "
+                        f"{', '.join(f'{k}: {len(v)}' for k, v in arrays.items())}")
+    if problems:
+        raise _error(f"{path} does not fit model `{model.name}`", problems)
+    return Dataset(arrays)
+
+
+# ---- text corpora -----------------------------------------------------------------------
+
+
+def read_text(path: str) -> str:
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                return fh.read()
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+
+
+def tokenize(lines: list[str], tokenizer: str) -> list[str]:
+    tokens: list[str] = []
+    for line in lines:
+        if tokenizer == "char":
+            tokens.extend(line)
+            tokens.append("\n")
+        else:
+            words = line.split()
+            if words:
+                tokens.extend(words)
+                tokens.append("<eos>")
+    return tokens
+
+
+def build_vocab(tokens: list[str], size: int) -> list[str]:
+    """The SPECIALS, then the most frequent tokens (ties broken alphabetically)."""
+    counts = Counter(t for t in tokens if t not in SPECIALS)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return list(SPECIALS) + [w for w, _ in ranked[: max(size - len(SPECIALS), 0)]]
+
+
+def lm_names(model: ModelGraph) -> tuple[str, str, int]:
+    """The language model's token input, its next-token target, and its vocabulary size."""
+    ints = [n for n in model.inputs if model.node(n)["type"].is_int]
+    targets = [n for n in model.targets if model.node(n)["type"].is_int]
+    if len(ints) != 1 or len(targets) != 1 or len(model.inputs) != 1:
+        raise _error(f"a text corpus trains a model with one integer input and one integer "
+                     f"target; `{model.name}` has inputs "
+                     f"{[model.node(n)['name'] for n in model.inputs]} and targets "
+                     f"{[model.node(n)['name'] for n in model.targets]}",
+                     help="give an .npz archive instead")
+    vocab = None
+    for _, consumer in model.graph.out_edges(ints[0]):
+        data = model.node(consumer)
+        if data["kind"] == "op" and data["op"] == "Embedding":
+            vocab = data["args"]["input_dim"]
+    if vocab is None:
+        raise _error(f"input `{model.node(ints[0])['name']}` of `{model.name}` feeds no "
+                     "Embedding, so the vocabulary size is unknown")
+    return model.node(ints[0])["name"], model.node(targets[0])["name"], int(vocab)
+
+
+def load_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, tokenizer: str,
+                     vocab_size: int | None, validation: float, vocab_file: str | None
+                     ) -> tuple[Dataset, Dataset, list[str]]:
+    """Train and validation sequences; the last `validation` share of lines is held out."""
+    source, target, capacity = lm_names(model)
+    lines = read_text(path).splitlines()
+    cut = len(lines) - int(len(lines) * validation)
+    train_tokens = tokenize(lines[:cut], tokenizer)
+    valid_tokens = tokenize(lines[cut:], tokenizer)
+    if vocab_file and os.path.exists(vocab_file):
+        with open(vocab_file, encoding="utf-8") as fh:
+            vocab = json.load(fh)["tokens"]
+    else:
+        vocab = build_vocab(train_tokens, min(vocab_size or capacity, capacity))
+    if len(vocab) > capacity:
+        raise _error(f"the vocabulary has {len(vocab)} tokens but the model's Embedding takes "
+                     f"{capacity}")
+    index = {w: i for i, w in enumerate(vocab)}
+    unk = index["<unk>"]
+
+    def sequences(tokens: list[str]) -> Dataset:
+        ids = np.fromiter((index.get(t, unk) for t in tokens), dtype=np.int64,
+                          count=len(tokens))
+        n = (len(ids) - 1) // sequence_length
+        if n < 1:
+            return Dataset({source: np.zeros((0, sequence_length), np.int32),
+                            target: np.zeros((0, sequence_length), np.int32)})
+        x = ids[: n * sequence_length].reshape(n, sequence_length)
+        y = ids[1: n * sequence_length + 1].reshape(n, sequence_length)
+        return Dataset({source: x.astype(np.int32), target: y.astype(np.int32)})
+
+    return sequences(train_tokens), sequences(valid_tokens), vocab
+
+
+def save_vocab(path: str, vocab: list[str]) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps({"tokens": vocab}, ensure_ascii=False).encode())
+
+
+def is_text(path: str) -> bool:
+    return path.endswith((".txt", ".txt.gz", ".text"))
