@@ -18,9 +18,9 @@ LINT_PATHS := graphdsl backends grammar tests setup.py
 # Core and diagnostics tests run with torch/tensorflow/keras/jax unimportable.
 CORE_TESTS := tests/core tests/diagnostics
 
-# The main job. Becomes `graphdsl train` of the LSTM language-model pair when the
-# PyTorch backend lands.
-DEMO = $(BIN)/graphdsl compile examples/showcase.gdl
+# The main job: the Press & Wolf pair (tied and untied LSTM language models) trained on
+# the bundled Shakespeare corpus, then compared (parameters, validation perplexity).
+DEMO = $(BIN)/graphdsl train examples/press_wolf.gdl --out runs/press_wolf
 
 .PHONY: setup test lint typecheck test-core test-rest demo clean
 

@@ -28,8 +28,8 @@ def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
     """Train ``model`` with the train block's settings overridden by ``settings``."""
     from .train import train_model
 
-    trainer, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True)
-    return trainer.module
+    driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True)
+    return driver.engine.module
 
 
 def run_train(program: Program, args: Any) -> int:

@@ -5,16 +5,11 @@ read like the program (``gpt2_block.3.dense.kernel``). A tied tensor is one Para
 its other uses read it (transposed uses are views made at use time). The forward pass
 is generated Python source, straight-line over the graph in topological order, so it
 costs what a hand-written module costs and ``torch.compile(fullgraph=True)`` traces it
-without graph breaks. The source is kept (``module.generated_source``) and registered
-in ``linecache`` so tracebacks show it.
+without graph breaks. The source (graphdsl/codegen.py) is kept as ``module.generated_source``.
 """
 
 from __future__ import annotations
 
-import itertools
-import keyword
-import linecache
-import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -23,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from graphdsl.codegen import Codegen, attr_chain, const_name
 from graphdsl.ir import ModelGraph
-from graphdsl.ops import REGISTRY
 from graphdsl.ops.specs import Spec
 from graphdsl.weights import initial_values
 
@@ -35,9 +30,6 @@ _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32"
                  "float64": torch.float64, "int8": torch.int8, "int16": torch.int16,
                  "int32": torch.int32, "int64": torch.int64, "uint8": torch.uint8,
                  "bool": torch.bool}
-_counter = itertools.count()
-
-
 def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[name]
 
@@ -76,7 +68,7 @@ class GraphModule(nn.Module):
             if data["op"] == "constant":
                 value = torch.tensor(data["args"]["value"],
                                      dtype=torch_dtype(data["args"]["dtype"]))
-                self.register_buffer(_const_name(node), value, persistent=False)
+                self.register_buffer(const_name(node), value, persistent=False)
 
     # ---- building
     def _container(self, path: list[str]) -> nn.Module:
@@ -179,166 +171,21 @@ class GraphModule(nn.Module):
         return LossResult(total, terms, metrics, outputs)  # type: ignore[arg-type]
 
 
-def _const_name(node: str) -> str:
-    return "_const_" + "".join(ch if ch.isalnum() else "_" for ch in node)
-
-
-def _attr_chain(base: str, dotted: str) -> str:
-    expr = base
-    for segment in dotted.split("."):
-        if segment.isidentifier() and not keyword.iskeyword(segment):
-            expr += f".{segment}"
-        else:
-            expr = f"getattr({expr}, {segment!r})"
-    return expr
-
-
-def _literal(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (int, str, bool, type(None))):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_literal(v) for v in value)
-    return False
-
-
-class _Codegen:
-    """Writes the generated methods: one line per node, in topological order."""
-
-    def __init__(self, model: ModelGraph):
-        self.model = model
-        self.impls = load_all()
-        self.globals: dict[str, Any] = {"torch": torch}
-        self.names: dict[str, str] = {}
-
-    def const(self, value: Any) -> str:
-        if _literal(value):
-            return repr(value)
-        name = f"_k{len(self.globals)}"
-        self.globals[name] = value
-        return name
-
-    def needed(self, sinks: list[str]) -> set[str]:
-        import networkx as nx
-
-        keep = set(sinks)
-        for s in sinks:
-            keep |= nx.ancestors(self.model.graph, s)
-        return keep
-
-    def body(self, keep: set[str]) -> list[str]:
-        m = self.model
-        lines: list[str] = []
-        for node in m.inputs:
-            if node in keep:
-                var = self.var(node)
-                lines.append(f"{var} = inputs[{m.node(node)['name']!r}]")
-        for node in m.targets:
-            if node in keep:
-                lines.append(f"{self.var(node)} = targets[{m.node(node)['name']!r}]")
-        for node in m.params:
-            if node not in keep:
-                continue
-            data = m.node(node)
-            access = _attr_chain("self", data["name"])
-            if data["kernel_mask"] is not None:
-                access = f"{access} * {_attr_chain('self', data['name'] + '_mask')}"
-            lines.append(f"{self.var(node)} = {access}")
-        for node in m.ops():
-            if node not in keep:
-                continue
-            lines.append(f"{self.var(node)} = {self.op_call(node)}")
-        return lines
-
-    def var(self, node: str) -> str:
-        if node not in self.names:
-            kind = self.model.node(node)["kind"]
-            self.names[node] = f"{kind[0]}{len(self.names)}"
-        return self.names[node]
-
-    def ref(self, src: str, index: int) -> str:
-        data = self.model.node(src)
-        if data["kind"] == "op" and len(data["types"]) > 1:
-            return f"{self.var(src)}[{index}]"
-        return self.var(src)
-
-    def op_call(self, node: str) -> str:
-        m = self.model
-        data = m.node(node)
-        op = REGISTRY[data["op"]]
-        if op.name == "constant":
-            return f"self.{_const_name(node)}"
-        fn = f"_op_{op.name}"
-        self.globals[fn] = self.impls[op.name]
-        ports: dict[str, list[tuple[int, str]]] = {}
-        for src, edge in m.in_edges(node):
-            ports.setdefault(edge["port"], []).append((edge.get("position", 0),
-                                                       self.ref(src, edge.get("index", 0))))
-        parts = []
-        variadic = {i.name for i in op.inputs if i.variadic}
-        for port, refs in ports.items():
-            if port in variadic:
-                parts.append(f"{port}=[{', '.join(r for _, r in sorted(refs))}]")
-            else:
-                parts.append(f"{port}={refs[0][1]}")
-        for slot in op.inputs:
-            if slot.name not in ports:
-                parts.append(f"{slot.name}={'[]' if slot.variadic else 'None'}")
-        for spec in op.params:
-            if spec.name not in ports:
-                parts.append(f"{spec.name}=None")
-        for key, value in data["args"].items():
-            parts.append(f"{key}={self.const(value.name if isinstance(value, Spec) and value.kind == 'activation' else value)}")
-        if op.random:
-            parts.append("training=self.training")
-        return f"{fn}({', '.join(parts)})"
-
-    def source(self, class_name: str) -> str:
-        m = self.model
-        outputs = {m.node(n)["name"]: n for n in m.outputs}
-        fwd_keep = self.needed(list(outputs.values()))
-        lines = ["def _run_forward(self, inputs):"]
-        lines += ["    " + line for line in self.body(fwd_keep)]
-        lines.append("    return {" + ", ".join(
-            f"{name!r}: {self.ref(*self.source_of(n))}" for name, n in outputs.items()) + "}")
-        loss_keep = self.needed(list(outputs.values()) + m.losses + m.metrics)
-        lines.append("")
-        lines.append("def _run_losses(self, inputs, targets):")
-        lines += ["    " + line for line in self.body(loss_keep)]
-        lines.append("    outputs = {" + ", ".join(
-            f"{name!r}: {self.ref(*self.source_of(n))}" for name, n in outputs.items()) + "}")
-        terms = []
-        for n in m.losses:
-            d = m.node(n)
-            src = self.ref(*self.source_of(n))
-            weight = d["weight"]
-            terms.append(f"{d['name']!r}: {src}" if weight == 1.0 else
-                         f"{d['name']!r}: {self.const(weight)} * {src}")
-        lines.append("    terms = {" + ", ".join(terms) + "}")
-        metrics = [f"{m.node(n)['name']!r}: {self.ref(*self.source_of(n))}" for n in m.metrics]
-        lines.append("    metrics = {" + ", ".join(metrics) + "}")
-        lines.append("    return outputs, terms, metrics")
-        return "\n".join(lines) + "\n"
-
-    def source_of(self, node: str) -> tuple[str, int]:
-        (src, edge), = self.model.in_edges(node)
-        return src, edge.get("index", 0)
+def _param_access(data: dict[str, Any]) -> str:
+    access = attr_chain("self", data["name"])
+    if data["kernel_mask"] is not None:
+        access = f"{access} * {attr_chain('self', data['name'] + '_mask')}"
+    return access
 
 
 def module_class(model: ModelGraph) -> type[GraphModule]:
     """A GraphModule subclass with this model's generated forward and loss methods."""
-    gen = _Codegen(model)
+    generated = Codegen(model, load_all(), _param_access).generate()
+    functions = generated.functions()
     class_name = "".join(ch for ch in model.name if ch.isalnum()) + "Module"
-    source = gen.source(class_name)
-    filename = f"<graphdsl:{model.name}:{next(_counter)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = dict(gen.globals)
-    exec(compile(source, filename, "exec"), namespace)  # generated from the checked graph
     attrs = {
-        "_run_forward": namespace["_run_forward"],
-        "_run_losses": namespace["_run_losses"],
-        "generated_source": source,
+        **functions,
+        "generated_source": generated.source,
         "input_names": tuple(model.node(n)["name"] for n in model.inputs),
         "target_names": tuple(model.node(n)["name"] for n in model.targets),
         "output_names": tuple(model.node(n)["name"] for n in model.outputs),

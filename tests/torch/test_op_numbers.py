@@ -240,6 +240,10 @@ def test_softmax_and_log_softmax() -> None:
     close(out, expected)
     assert np.all(out[:, 0, [1, 3]] == 0.0)  # exactly zero weight
     close(out[:, 1], np.full((2, 4), 0.25))
+    # the fill is -1e9, not merely "very negative": valid scores of -5e4 still win
+    low = np.array([[-5e4, 0.0, -5e4 + 1.0]])
+    close(run("softmax", x=T(low), where=T([[True, False, True]]), axis=-1),
+          [[1 / (1 + np.e), 0.0, np.e / (1 + np.e)]])
 
 
 @covers("where")
@@ -1195,5 +1199,5 @@ def test_binary_accuracy() -> None:
 # ---------------------------------------------------------------- coverage of this file
 def test_every_op_has_a_numeric_test() -> None:
     registry = {op.name for op in all_ops()}
-    assert COVERED == registry, (f"ops without a numeric test: {sorted(registry - COVERED)}; "
+    assert registry == COVERED, (f"ops without a numeric test: {sorted(registry - COVERED)}; "
                                  f"unknown names: {sorted(COVERED - registry)}")

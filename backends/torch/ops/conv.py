@@ -109,10 +109,10 @@ def _pool(x: torch.Tensor, kind: str, pool_size: Any, strides: Any, padding: Any
     if kind == "max":
         if padded:
             xc = F.pad(xc, _flat_pad(pads), value=float("-inf"))
-        pool = F.max_pool1d if rank == 1 else F.max_pool2d
-        y = pool(xc, sizes, strides_)
+        max_pool: Any = F.max_pool1d if rank == 1 else F.max_pool2d
+        y = max_pool(xc, sizes, strides_)
     else:
-        pool = F.avg_pool1d if rank == 1 else F.avg_pool2d
+        pool: Any = F.avg_pool1d if rank == 1 else F.avg_pool2d
         if padded:
             # mean over the real cells only: pooled zero-padded x over pooled padded ones
             ones = torch.ones((1, 1, *spatial), dtype=x.dtype, device=x.device)

@@ -65,8 +65,8 @@ _BINARY: dict[str, Binary] = {
     "logical_or": torch.logical_or,
     "matmul": torch.matmul,
 }
-for _name, _fn in _BINARY.items():
-    _register_binary(_name, _fn)
+for _name, _binary in _BINARY.items():
+    _register_binary(_name, _binary)
 
 
 def _register_unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -90,8 +90,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "logical_not": torch.logical_not,
     "stop_gradient": torch.Tensor.detach,  # forward: x; backward: no gradient
 }
-for _name, _fn in _UNARY.items():
-    _register_unary(_name, _fn)
+for _name, _unary in _UNARY.items():
+    _register_unary(_name, _unary)
 
 
 def _activation_op(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
