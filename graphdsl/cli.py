@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--svg", metavar="OUT.svg", help="render the picture to SVG (needs `dot`)")
     c.add_argument("--memory-limit", metavar="SIZE", default=None,
                    help="reject models whose parameters need more (e.g. 8GB); default 64GiB")
+    c.add_argument("--check-parity", action="store_true",
+                   help="build each model in PyTorch and Keras from the same random weights "
+                        "and print the largest output difference (needs both frameworks)")
     from .training_cli import add_train_commands
 
     add_train_commands(sub)
@@ -127,6 +130,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         code = write_pictures(program, args)
         if code:
             return code
+    if args.check_parity:
+        try:
+            from .backends.parity import check_parity_cli
+        except ImportError as exc:
+            sys.stderr.write(f"graphdsl: error: --check-parity needs PyTorch and Keras: "
+                             f"{exc}\n")
+            return EXIT_USAGE
+        return check_parity_cli(program)
     return EXIT_OK
 
 

@@ -54,6 +54,9 @@ class _Session:
     sources: SourceMap = field(default_factory=SourceMap)
     loaded: dict[str, _Loaded | None] = field(default_factory=dict)
     stack: list[str] = field(default_factory=list)
+    # Files given as text (a model rebuilt from its saved configuration): path -> text.
+    # Data files named by `from_file` need not exist then; saved weights replace them.
+    virtual: dict[str, str] = field(default_factory=dict)
 
 
 def read_source(path: str, sink: DiagnosticSink, span: Span | None = None,
@@ -116,6 +119,8 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
         return None
     if key in session.loaded:
         return session.loaded[key]
+    if text is None and key in session.virtual:
+        text = session.virtual[key]
     if text is None:
         text = read_source(path, session.sink, import_span, shown)
         if text is None:
@@ -175,9 +180,14 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
 
 
 def compile_text(text: str, file: str = "<string>", *, model: str | None = None,
-                 memory_limit: int | None = None, base_dir: str | None = None) -> Program:
-    """Check a program given as text; raise GraphdslError carrying every diagnostic."""
-    session = _Session()
+                 memory_limit: int | None = None, base_dir: str | None = None,
+                 files: dict[str, str] | None = None) -> Program:
+    """Check a program given as text; raise GraphdslError carrying every diagnostic.
+
+    ``files`` gives the text of imported files by absolute path (nothing is read from disk
+    for them): how a saved model is rebuilt from its configuration.
+    """
+    session = _Session(virtual=dict(files or {}))
     return _compile(session, file, text, model, memory_limit, base_dir)
 
 
@@ -251,6 +261,7 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         if not isinstance(definition, Definition) or definition.node is not node:
             continue
         elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
+        elaborator.missing_files_ok = bool(session.virtual)
         graph = elaborator.model(definition)
         train = trains.get(name)
         if train is not None:

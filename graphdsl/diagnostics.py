@@ -106,9 +106,11 @@ class SourceMap:
 
     def __init__(self) -> None:
         self._lines: dict[str, list[str]] = {}
+        self.texts: dict[str, str] = {}
 
     def add(self, name: str, text: str) -> None:
         self._lines[name] = text.splitlines()
+        self.texts[name] = text
 
     def line(self, name: str, number: int) -> str | None:
         lines = self._lines.get(name)

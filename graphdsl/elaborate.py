@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,6 +215,7 @@ class Elaborator:
         self.node_counter = itertools.count()
         self.regularizers: list[tuple[str, Spec, Span]] = []
         self.depth = 0
+        self.missing_files_ok = False
         self.expanding: list[str] = []  # definitions being expanded, outermost first
 
     # ---- nodes
@@ -1376,7 +1378,8 @@ class Elaborator:
         if init.name == "identity" and len(shape) != 2:
             self.sink.error("shape-mismatch", f"`identity()` makes a matrix, but `{what}` is "
                             f"{shape_str(shape)}", span)
-        if init.name != "from_file":
+        if init.name != "from_file" or (self.missing_files_ok and
+                                         not os.path.isfile(init["path"])):
             return
         from .weights import file_shape
 
@@ -1699,10 +1702,8 @@ class Elaborator:
                             f"\"reparam\", got {out.get('mode')!r}", span)
             return POISON
         if name == "from_file":
-            import os
-
             path = os.path.normpath(os.path.join(self.base_dir, str(out["path"])))
-            if not os.path.isfile(path):
+            if not os.path.isfile(path) and not self.missing_files_ok:
                 self.sink.error("argument-value", f"`from_file`: no file {out['path']!r}", span,
                                 help=f"paths are relative to the program: looked at {path}")
                 return POISON

@@ -253,7 +253,7 @@ GENERATED: dict[str, GeneratedCase] = {
          "m.gdl": b'import "lib.gdl"\n'
                   b"model M {\n    input x : float32[B, 4]\n    inference output y = Lib()(x)\n}\n"},
         "m.gdl",
-        (("m.gdl", 1, "error", "bad-file", "lib.gdl is not valid UTF-8"),)),
+        (("lib.gdl", 2, "error", "bad-file", "lib.gdl is not valid UTF-8: byte 0xef at line 2"),)),
     # A byte-order mark is fine, and does not shift the columns of what follows (the golden
     # has the caret under the `$`, column 35).
     "syntax_after_bom": GeneratedCase(

@@ -194,3 +194,14 @@ def synthetic_batch(module: Any, batch: int = 4, steps: int = 6, seed: int = 0,
 @pytest.fixture(autouse=True)
 def _deterministic_torch() -> None:
     torch.manual_seed(0)
+
+
+
+def make_engine(program: Program, model: str | None = None, **overrides: Any) -> Any:
+    """The backend's own training engine (CPU, fp32), for stepping by hand with
+    ``engine.train_step(arrays, lr_factor)``; ``overrides`` are train-block settings."""
+    from graphdsl.backends.torch.train import TorchEngine
+    from graphdsl.training import resolve_settings
+
+    graph = program.model(model)
+    return TorchEngine(program, graph, resolve_settings(graph, {"device": "cpu", **overrides}))

@@ -805,6 +805,32 @@ def test_lstm_masked_and_fused_paths_agree_on_a_full_mask() -> None:
     close(fused, looped.numpy(), 1e-10)
 
 
+def test_lstm_padded_masks_match_the_step_loop_with_gradients() -> None:
+    # One valid block per row (right or left padding, empty and full rows) takes a fused
+    # path unless the final c is asked for; both must give the same values and gradients.
+    r = rng(30)
+    mask = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0],
+                     [1, 1, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0]], bool)
+    x0 = r.normal(size=(5, 6, 3))
+    weights0 = [r.normal(size=(3, 8)), r.normal(size=(2, 8)), r.normal(size=8)]
+    cotangent = T(r.normal(size=(5, 6, 2)))
+    for go_backwards in (False, True):
+        results = []
+        for return_state in (False, True):
+            x = T(x0).requires_grad_()
+            weights = [T(w).requires_grad_() for w in weights0]
+            out = run("LSTM", x=x, mask=T(mask), kernel=weights[0], recurrent_kernel=weights[1],
+                      bias=weights[2], units=2, return_sequences=True, return_state=return_state,
+                      go_backwards=go_backwards, unit_forget_bias=True, use_bias=True)
+            seq = out[0] if return_state else out
+            (seq * cotangent).sum().backward()
+            results.append([seq.detach().numpy()] + [t.grad.numpy() for t in (x, *weights)])
+        xs, ms = (x0[:, ::-1], mask[:, ::-1]) if go_backwards else (x0, mask)
+        close(results[0][0], np_lstm(xs, ms, *weights0)[0])
+        for fast, loop in zip(*results, strict=True):
+            close(fast, loop, 1e-10)
+
+
 def test_lstm_gradients_reach_every_parameter() -> None:
     r = rng(19)
     params = [T(r.normal(size=s)).requires_grad_() for s in ((3, 8), (2, 8), (8,))]

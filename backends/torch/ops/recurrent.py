@@ -5,8 +5,12 @@ Without a mask the layer runs torch's fused LSTM kernel (cuDNN on a GPU), the on
 ``nn.LSTM`` runs: weight_ih = kernel^T, weight_hh = recurrent_kernel^T, bias_ih = bias,
 bias_hh = 0. The four tensors are views of one freshly concatenated buffer in cuDNN's
 order, so cuDNN uses them as they are (no per-call re-layout and no "weights are not part
-of single contiguous chunk" warning). With a mask it runs a step loop: at a masked step h
-and c keep their values and the step's output repeats the last h (0 before any valid step).
+of single contiguous chunk" warning). With a mask, at a masked step h and c keep their
+values and the step's output repeats the last h (0 before any valid step). When each row's
+valid steps form one block (right or left padding: the usual case) and the final c is not
+needed, that is computed exactly with the fused kernel: each row is shifted so that its
+block starts at step 0, run from the zero state, and its outputs are gathered back (this
+costs one host synchronisation to check the mask). Other masks run a step loop.
 
 ``go_backwards`` reverses the steps (and the mask) first; like Keras, the returned sequence
 is then in the processing order, i.e. reversed.
@@ -43,6 +47,36 @@ def _lstm_fused(x: torch.Tensor, kernel: torch.Tensor, recurrent_kernel: torch.T
     return out, h[0], c[0]
 
 
+def _valid_blocks(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each row's first valid step and number of valid steps, if every row's valid steps are
+    one contiguous block (or none); else None."""
+    m = mask.to(torch.bool)
+    rises = m.clone()
+    rises[:, 1:] &= ~m[:, :-1]
+    if bool((rises.sum(dim=1) > 1).any()):
+        return None
+    return m.to(torch.int64).argmax(dim=1), m.sum(dim=1)
+
+
+def _lstm_blocks(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor,
+                 kernel: torch.Tensor, recurrent_kernel: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
+    """The masked LSTM's output sequence for one valid block per row, with the fused kernel."""
+    batch, steps, features = x.shape
+    t = torch.arange(steps, device=x.device).unsqueeze(0)
+    # shift each row left so that its block starts at step 0
+    source = (t + start.unsqueeze(1)).clamp(max=steps - 1)
+    shifted = x.gather(1, source.unsqueeze(-1).expand(batch, steps, features))
+    out, _, _ = _lstm_fused(shifted, kernel, recurrent_kernel, bias)
+    # step t reads the block's output t - start, held at the block's last output after it
+    last = (length - 1).clamp(min=0).unsqueeze(1)
+    read = torch.minimum((t - start.unsqueeze(1)).clamp(min=0), last)
+    units = out.shape[-1]
+    y = out.gather(1, read.unsqueeze(-1).expand(batch, steps, units))
+    started = (t >= start.unsqueeze(1))
+    return torch.where(started.unsqueeze(-1), y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
 def _lstm_masked(x: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor,
                  recurrent_kernel: torch.Tensor,
                  bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,10 +90,12 @@ def _lstm_masked(x: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor,
     keep = mask.to(torch.bool).unsqueeze(-1)
     outputs = []
     for t in range(steps):
-        z = projected[:, t] + h @ recurrent_kernel
-        i, f, g, o = z.chunk(4, dim=-1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        z = torch.addmm(projected[:, t], h, recurrent_kernel)
+        gates = torch.sigmoid(z)  # i, f and o (the c block's sigmoid goes unused)
+        i, f, o = gates[:, :units], gates[:, units:2 * units], gates[:, 3 * units:]
+        g = torch.tanh(z[:, 2 * units:3 * units])
+        c_new = torch.addcmul(f * c, i, g)
+        h_new = o * torch.tanh(c_new)
         c = torch.where(keep[:, t], c_new, c)
         h = torch.where(keep[:, t], h_new, h)
         outputs.append(h)
@@ -81,6 +117,10 @@ def lstm(*, x: torch.Tensor, mask: torch.Tensor | None = None, kernel: torch.Ten
     if mask is None:
         out, h, c = _lstm_fused(x, kernel, recurrent_kernel, bias)
     else:
+        blocks = None if return_state or x.shape[1] == 0 else _valid_blocks(mask)
+        if blocks is not None:
+            out = _lstm_blocks(x, *blocks, kernel, recurrent_kernel, bias)
+            return out if return_sequences else out[:, -1]
         out, h, c = _lstm_masked(x, mask, kernel, recurrent_kernel, bias)
     result = out if return_sequences else h
     if return_state:

@@ -1,0 +1,47 @@
+"""The Keras 3 backend (TensorFlow): `graphdsl.compile(source, backend="keras")` returns a
+native ``keras.Model``; `graphdsl train/eval --backend keras` run through here.
+
+Keras is imported lazily, with ``KERAS_BACKEND=tensorflow`` unless the user chose one.
+Importing graphdsl registers the model class with Keras' serialisation, so a saved
+`.keras` file loads with ``keras.saving.load_model`` once graphdsl is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from graphdsl.compiler import Program
+    from graphdsl.ir import ModelGraph
+
+    from .model import GraphModel
+
+
+def build(program: Program, model: ModelGraph, seed: int = 0,
+          values: Mapping[str, np.ndarray] | None = None) -> GraphModel:
+    from .model import build_model
+
+    return build_model(program, model, seed, values)
+
+
+def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
+          out: str | None = None, resume: bool = False) -> GraphModel:
+    from .train import train_model
+
+    driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True)
+    return driver.engine.module  # type: ignore[no-any-return]
+
+
+def run_train(program: Program, args: Any) -> int:
+    from .train import run_train as run
+
+    return run(program, args)
+
+
+def run_eval(program: Program, args: Any) -> int:
+    from .train import run_eval as run
+
+    return run(program, args)

@@ -1,0 +1,282 @@
+"""A checked model graph -> a native Keras 3 model (TensorFlow backend).
+
+Why a subclassed ``keras.Model`` and not a functional graph: a tie is one variable used
+in two places. Keras keeps a layer that *refers* to another layer's variable tied through
+``.keras`` save/load, but loses the tie silently in ``from_config``, ``clone_model`` and
+``to_json``, because each layer is rebuilt from its own configuration. One object that
+owns the variable and computes every use of it keeps the tie everywhere (the way
+``keras.layers.ReversibleEmbedding`` does for its two roles). Here that object is the
+model: its configuration is the program's source, so ``from_config`` (used by loading,
+cloning and JSON) recompiles the same graph and makes each tied tensor once, for any
+tie. Each DSL layer's variables live in a :class:`ParameterGroup` sublayer named after
+the layer's path, so ``model.layers`` reads like the program.
+
+Masks are explicit inputs of the ops that use them (the compiler attaches them), never
+Keras' implicit masking, so no op or sub-model can drop one silently.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from collections.abc import Mapping  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from graphdsl.codegen import Codegen, const_name  # noqa: E402
+from graphdsl.compiler import compile_text  # noqa: E402
+from graphdsl.ir import ModelGraph  # noqa: E402
+from graphdsl.ops.specs import Spec  # noqa: E402
+from graphdsl.weights import initial_values  # noqa: E402
+
+from .ops import load_all  # noqa: E402
+
+PACKAGE = "graphdsl"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ParameterGroup(keras.layers.Layer):
+    """The variables of one DSL layer (or of `param` statements under one path)."""
+
+    def __init__(self, tensors: list[dict[str, Any]] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.tensor_specs = list(tensors or [])
+        self.vars: dict[str, keras.Variable] = {}
+        for t in self.tensor_specs:
+            self.vars[t["leaf"]] = self.add_weight(
+                name=t["leaf"], shape=tuple(t["shape"]), dtype=t["dtype"],
+                initializer="zeros", trainable=t["trainable"])
+        self.built = True
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "tensors": self.tensor_specs}
+
+
+class _Lookup:
+    """A plain name -> object map that Keras' attribute tracking leaves alone."""
+
+    def __init__(self, items: dict[str, Any]):
+        self.items = items
+
+    def __getitem__(self, key: str) -> Any:
+        return self.items[key]
+
+
+def _reparam(spec: Spec) -> Any:
+    axis = int(spec.get("axis", 0))
+    ops = keras.ops
+    if spec.name == "simplex":
+        return lambda w: ops.softmax(w, axis=axis)
+    if spec.name == "non_neg":
+        return ops.softplus
+    if spec.name == "unit_norm":
+        return lambda w: w / ops.maximum(ops.norm(w, axis=axis, keepdims=True), 1e-12)
+    limit = float(spec["max_value"])
+    return lambda w: w * ops.minimum(1.0, limit / ops.maximum(
+        ops.norm(w, axis=axis, keepdims=True), 1e-12))
+
+
+def project(value: Any, spec: Spec) -> Any:
+    """The projection of a `mode = "project"` constraint (graphdsl/weights.py)."""
+    ops = keras.ops
+    axis = int(spec.get("axis", 0))
+    if spec.name == "non_neg":
+        return ops.maximum(value, 0.0)
+    if spec.name == "unit_norm":
+        return value / ops.maximum(ops.norm(value, axis=axis, keepdims=True), 1e-12)
+    if spec.name == "max_norm":
+        norm = ops.maximum(ops.norm(value, axis=axis, keepdims=True), 1e-12)
+        return value * ops.minimum(1.0, float(spec["max_value"]) / norm)
+    moved = ops.moveaxis(value, axis, -1)
+    u = ops.flip(ops.sort(moved, axis=-1), axis=-1)
+    cumulative = ops.cumsum(u, axis=-1) - 1.0
+    index = ops.cast(ops.arange(1, u.shape[-1] + 1), value.dtype)
+    condition = ops.cast(u - cumulative / index > 0, "int32")
+    rho = ops.argmax(condition * ops.arange(u.shape[-1]), axis=-1)
+    theta = ops.take_along_axis(cumulative, ops.expand_dims(rho, -1), axis=-1) / \
+        ops.cast(ops.expand_dims(rho, -1) + 1, value.dtype)
+    return ops.moveaxis(ops.maximum(moved - theta, 0.0), -1, axis)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GraphModel(keras.Model):
+    """A graphdsl model as a Keras model: ``model(inputs_dict)`` -> dict of outputs.
+
+    ``compute_losses(inputs, targets)`` returns (outputs, weighted terms, metrics); ``fit``
+    trains all loss terms in one call and reports each term separately.
+    """
+
+    def __init__(self, source: str, file: str, model_name: str,
+                 files: dict[str, str] | None = None, seed: int = 0, **kwargs: Any):
+        kwargs.setdefault("name", model_name)
+        super().__init__(**kwargs)
+        self.program_source = source
+        self.program_file = file
+        self.model_name = model_name
+        self.program_files = dict(files or {})
+        self.seed = seed
+        program = compile_text(source, file, model=model_name, files=self.program_files)
+        self.ir: ModelGraph = program.models[model_name]
+        self._build_variables(initial_values(self.ir, seed))
+        generated = Codegen(self.ir, load_all(), self._param_access,
+                            constant_access=lambda n: f"self._consts[{const_name(n)!r}]",
+                            training="training", extra_args="training=False").generate()
+        self.generated_source = generated.source
+        functions = generated.functions()
+        self._forward_fn = _Lookup(functions)
+        self.input_names = tuple(self.ir.node(n)["name"] for n in self.ir.inputs)
+        self.target_names = tuple(self.ir.node(n)["name"] for n in self.ir.targets)
+        self.output_names_ = tuple(self.ir.node(n)["name"] for n in self.ir.outputs)
+        self.term_trackers: dict[str, keras.metrics.Mean] = {}
+        self.groups: list[tuple[Spec, Any, list[str]]] = []
+
+    # ---- variables
+    def _build_variables(self, values: Mapping[str, np.ndarray]) -> None:
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        self._reparams: dict[str, Any] = {}
+        self._projections: list[tuple[str, Spec]] = []
+        masks: dict[str, Any] = {}
+        for node in self.ir.params:
+            data = self.ir.node(node)
+            path, _, leaf = data["name"].rpartition(".")
+            by_path.setdefault(path or "params", []).append({
+                "leaf": leaf, "name": data["name"], "shape": [int(d) for d in data["type"].shape],
+                "dtype": "float32" if data["type"].dtype == "bfloat16" else data["type"].dtype,
+                "trainable": bool(data["trainable"]) and data["role"] == "weight"})
+            if data["kernel_mask"] is not None:
+                masks[data["name"]] = keras.ops.convert_to_tensor(
+                    np.asarray(data["kernel_mask"], dtype="float32"))
+            constraint = data["constraint"]
+            if constraint is not None:
+                if constraint.get("mode") == "reparam":
+                    self._reparams[data["name"]] = _reparam(constraint)
+                else:
+                    self._projections.append((data["name"], constraint))
+        self.parameter_groups = [ParameterGroup(tensors, name=path)
+                                 for path, tensors in by_path.items()]
+        variables = {}
+        for group in self.parameter_groups:
+            for t in group.tensor_specs:
+                variables[t["name"]] = group.vars[t["leaf"]]
+        self._vars = _Lookup(variables)
+        self._masks = _Lookup(masks)
+        consts = {}
+        for node in self.ir.ops():
+            data = self.ir.node(node)
+            if data["op"] == "constant":
+                consts[const_name(node)] = keras.ops.convert_to_tensor(
+                    np.asarray(data["args"]["value"], dtype=data["args"]["dtype"]))
+        self._consts = _Lookup(consts)
+        self.load_arrays(values)
+
+    def _param_access(self, data: dict[str, Any]) -> str:
+        name = data["name"]
+        access = f"self._vars[{name!r}]"
+        if name in self._reparams:
+            access = f"self._reparams[{name!r}]({access})"
+        if data["kernel_mask"] is not None:
+            access = f"({access} * self._masks[{name!r}])"
+        return access
+
+    def canonical_variables(self) -> dict[str, keras.Variable]:
+        return dict(self._vars.items)
+
+    def export_arrays(self) -> dict[str, np.ndarray]:
+        out = {name: np.asarray(keras.ops.convert_to_numpy(v))
+               for name, v in self._vars.items.items()}
+        for name, mask in self._masks.items.items():
+            out[f"{name}_mask"] = np.asarray(keras.ops.convert_to_numpy(mask))
+        return out
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        for name, value in arrays.items():
+            if name in self._vars.items:
+                self._vars[name].assign(np.asarray(value, dtype=self._vars[name].dtype))
+
+    def project_constraints(self) -> None:
+        for name, spec in self._projections:
+            self._vars[name].assign(project(self._vars[name], spec))
+
+    # ---- running
+    def call(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
+        return self._forward_fn["_run_forward"](self, dict(inputs),  # type: ignore[no-any-return]
+                                                training=bool(training))
+
+    def compute_losses(self, inputs: Mapping[str, Any], targets: Mapping[str, Any],
+                       training: bool = False) -> tuple[dict[str, Any], dict[str, Any],
+                                                         dict[str, Any]]:
+        return self._forward_fn["_run_losses"](self, dict(inputs), dict(targets),  # type: ignore[no-any-return]
+                                               training=bool(training))
+
+    # ---- training with fit()
+    def compile(self, optimizer: Any = None, **kwargs: Any) -> None:
+        """Without an optimizer, the train block's optimizer groups are used."""
+        from .train import make_groups
+
+        self.groups = make_groups(self, optimizer)
+        self.term_trackers = {"loss": keras.metrics.Mean(name="loss")}
+        for n in self.ir.losses:
+            name = self.ir.node(n)["name"]
+            self.term_trackers[name] = keras.metrics.Mean(name=name)
+        for n in self.ir.metrics:
+            name = self.ir.node(n)["name"]
+            self.term_trackers[name] = keras.metrics.Mean(name=name)
+        super().compile(optimizer=self.groups[0][1] if self.groups else "adam", **kwargs)
+
+    @property
+    def metrics(self) -> list[Any]:
+        return list(self.term_trackers.values())
+
+    def _split(self, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        x, y = (data[0], data[1]) if isinstance(data, (tuple, list)) else (data, {})
+        return dict(x), dict(y or {})
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        from .train import apply_step
+
+        x, y = self._split(data)
+        _, terms, metrics = apply_step(self, x, y, lr_factor=None)
+        return self._track(terms, metrics)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        x, y = self._split(data)
+        _, terms, metrics = self.compute_losses(x, y, training=False)
+        return self._track(terms, metrics)
+
+    def _track(self, terms: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+        total = sum(terms.values()) if terms else keras.ops.zeros(())
+        self.term_trackers["loss"].update_state(total)
+        for name, value in terms.items():
+            self.term_trackers[name].update_state(value)
+        for name, (s, c) in metrics.items():
+            self.term_trackers[name].update_state(s / keras.ops.maximum(c, 1e-12),
+                                                  sample_weight=c)
+        return {name: t.result() for name, t in self.term_trackers.items()}
+
+    # ---- serialisation: the program is the configuration
+    def get_config(self) -> dict[str, Any]:
+        return {"source": self.program_source, "file": self.program_file,
+                "model_name": self.model_name, "files": self.program_files,
+                "seed": self.seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GraphModel:
+        return cls(**config)
+
+
+def build_model(program: Any, model: ModelGraph, seed: int = 0,
+                values: Mapping[str, np.ndarray] | None = None) -> GraphModel:
+    """A GraphModel for ``model`` of a compiled program."""
+    texts = program.sources.texts
+    root = program.file
+    files = {os.path.abspath(p): t for p, t in texts.items() if p != root}
+    # The root's absolute path: rebuilt elsewhere, its imports resolve to the saved texts.
+    file = root if root.startswith("<") else os.path.abspath(root)
+    result = GraphModel(texts[root], file, model.name, files=files, seed=seed)
+    if values is not None:
+        result.load_arrays(values)
+    return result

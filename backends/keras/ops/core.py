@@ -1,0 +1,129 @@
+"""Core layers: Dense, Embedding, Dropout, Activation, Flatten, Reshape.
+
+Also home of :func:`activate`, the one implementation of the named activations
+(graphdsl/ops/specs.py ACTIVATIONS) that every layer with an ``activation`` argument and
+every activation-named function op uses, of :func:`dynamic_shape` (static sizes where
+known, scalar tensors where not) and of :func:`drop_out`, the dropout Dropout and
+MultiHeadAttention share.
+
+Randomness uses TensorFlow's stateful ops (``tf.random.uniform``, ``tf.random.normal``):
+they need no seed generator owned by a layer, work eagerly and inside ``tf.function``,
+and follow ``keras.utils.set_random_seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from . import impl
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(f"graphdsl's Keras ops need the TensorFlow backend, but Keras runs on "
+                      f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow before "
+                      f"importing keras")
+
+# Keras' default negative slope for leaky_relu (specs.py says 0.2).
+LEAKY_RELU_SLOPE = 0.2
+
+_ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "linear": lambda x: x,
+    "relu": ops.relu,
+    "gelu": lambda x: ops.gelu(x, approximate=False),  # exact: 0.5 x (1 + erf(x / sqrt(2)))
+    "gelu_tanh": lambda x: ops.gelu(x, approximate=True),
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "softmax": lambda x: ops.softmax(x, axis=-1),
+    "silu": ops.silu,
+    "swish": ops.silu,
+    "elu": ops.elu,  # alpha 1: x if x > 0 else exp(x) - 1
+    "softplus": ops.softplus,
+    "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE),
+}
+
+ACTIVATION_NAMES = tuple(_ACTIVATIONS)
+
+
+def activate(x: tf.Tensor, activation: Any) -> tf.Tensor:
+    """Apply a named activation. ``activation`` is its name or a checked activation Spec."""
+    name = getattr(activation, "name", activation)
+    if name is None:
+        return x
+    try:
+        fn = _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {', '.join(_ACTIVATIONS)}") \
+            from None
+    return fn(x)
+
+
+def dynamic_shape(x: tf.Tensor) -> list[Any]:
+    """x's shape: ints where the static shape knows them, scalar int32 tensors elsewhere
+    (the batch axis inside a traced ``call``)."""
+    static = x.shape.as_list() if hasattr(x.shape, "as_list") else list(x.shape)
+    if all(d is not None for d in static):
+        return static
+    dynamic = tf.shape(x)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
+
+
+def drop_out(x: tf.Tensor, rate: float) -> tf.Tensor:
+    """Inverted dropout: x * bernoulli(1 - rate) / (1 - rate); rate >= 1 gives zeros."""
+    if rate <= 0:
+        return x
+    if rate >= 1:
+        return ops.zeros_like(x)
+    keep = tf.random.uniform(tf.shape(x), dtype=x.dtype) >= rate
+    return ops.where(keep, x / ops.cast(1.0 - rate, x.dtype), ops.zeros_like(x))
+
+
+@impl("Dense")
+def dense(*, x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None = None,
+          units: int, activation: Any = "linear", use_bias: bool = True) -> tf.Tensor:
+    # kernel is [in, units], the layout keras.layers.Dense uses
+    y = ops.matmul(x, kernel)
+    if use_bias and bias is not None:
+        y = y + bias
+    return activate(y, activation)
+
+
+@impl("Embedding")
+def embedding(*, ids: tf.Tensor, embeddings: tf.Tensor, input_dim: int, output_dim: int,
+              mask_zero: bool = False) -> tf.Tensor:
+    # The padding mask of mask_zero is a separate `not_equal` node the compiler makes.
+    # tf.gather, not ops.take: take wraps negative ids around, the registry says an id
+    # outside [0, input_dim) is an error (tf.gather raises on the CPU).
+    ids = ops.convert_to_tensor(ids)
+    if ids.dtype not in (tf.int32, tf.int64):
+        ids = ops.cast(ids, "int64")
+    return tf.gather(embeddings, ids)
+
+
+@impl("Dropout")
+def dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+    return drop_out(x, rate) if training else x
+
+
+@impl("Activation")
+def activation_layer(*, x: tf.Tensor, activation: Any) -> tf.Tensor:
+    return activate(x, activation)
+
+
+@impl("Flatten")
+def flatten(*, x: tf.Tensor) -> tf.Tensor:
+    return ops.reshape(x, (dynamic_shape(x)[0], -1))
+
+
+def resolve_shape(in_shape: Sequence[Any], target: Sequence[int]) -> list[Any]:
+    """A reshape target where 0 copies the input's dimension at the same index."""
+    return [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
+
+
+@impl("Reshape")
+def reshape_layer(*, x: tf.Tensor, target_shape: Sequence[int]) -> tf.Tensor:
+    shape = dynamic_shape(x)
+    return ops.reshape(x, (shape[0], *resolve_shape(shape[1:], target_shape)))
