@@ -8,8 +8,15 @@ Importing graphdsl registers the model class with Keras' serialisation, so a sav
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import os
+
+# Before anything imports Keras: TensorFlow unless the user chose a backend, and no
+# TensorFlow start-up chatter unless the user asked for it.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from collections.abc import Mapping  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,22 +18,19 @@ Keras' implicit masking, so no op or sub-model can drop one silently.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import numpy as np
 
-from collections.abc import Mapping  # noqa: E402
-from typing import Any  # noqa: E402
+from graphdsl.codegen import Codegen, const_name
+from graphdsl.compiler import compile_text
+from graphdsl.ir import ModelGraph
+from graphdsl.ops.specs import Spec
+from graphdsl.weights import initial_values
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from graphdsl.codegen import Codegen, const_name  # noqa: E402
-from graphdsl.compiler import compile_text  # noqa: E402
-from graphdsl.ir import ModelGraph  # noqa: E402
-from graphdsl.ops.specs import Spec  # noqa: E402
-from graphdsl.weights import initial_values  # noqa: E402
-
-from .ops import load_all  # noqa: E402
+from .ops import load_all
 
 PACKAGE = "graphdsl"
 
@@ -125,14 +122,39 @@ class GraphModel(keras.Model):
         generated = Codegen(self.ir, load_all(), self._param_access,
                             constant_access=lambda n: f"self._consts[{const_name(n)!r}]",
                             training="training", extra_args="training=False").generate()
-        self.generated_source = generated.source
+        self._source = _Lookup({"generated": generated.source})
         functions = generated.functions()
         self._forward_fn = _Lookup(functions)
         self.input_names = tuple(self.ir.node(n)["name"] for n in self.ir.inputs)
         self.target_names = tuple(self.ir.node(n)["name"] for n in self.ir.targets)
         self.output_names_ = tuple(self.ir.node(n)["name"] for n in self.ir.outputs)
-        self.term_trackers: dict[str, keras.metrics.Mean] = {}
-        self.groups: list[tuple[Spec, Any, list[str]]] = []
+        trackers = {"loss": keras.metrics.Mean(name="loss")}
+        for n in self.ir.losses + self.ir.metrics:
+            name = self.ir.node(n)["name"]
+            trackers[name] = keras.metrics.Mean(name=name)
+        self._trackers = _Lookup(trackers)
+        self._training = _Lookup({"groups": [], "clip_norm": None})
+
+    @property
+    def groups(self) -> list[tuple[Spec, Any, list[str]]]:
+        """(spec, Keras optimizer, parameter names) per optimizer group."""
+        return self._training["groups"]  # type: ignore[no-any-return]
+
+    @groups.setter
+    def groups(self, value: list[tuple[Spec, Any, list[str]]]) -> None:
+        self._training.items["groups"] = value
+
+    @property
+    def clip_norm(self) -> float | None:
+        return self._training["clip_norm"]  # type: ignore[no-any-return]
+
+    @clip_norm.setter
+    def clip_norm(self, value: float | None) -> None:
+        self._training.items["clip_norm"] = value
+
+    @property
+    def generated_source(self) -> str:
+        return self._source["generated"]  # type: ignore[no-any-return]
 
     # ---- variables
     def _build_variables(self, values: Mapping[str, np.ndarray]) -> None:
@@ -218,18 +240,20 @@ class GraphModel(keras.Model):
         from .train import make_groups
 
         self.groups = make_groups(self, optimizer)
-        self.term_trackers = {"loss": keras.metrics.Mean(name="loss")}
-        for n in self.ir.losses:
-            name = self.ir.node(n)["name"]
-            self.term_trackers[name] = keras.metrics.Mean(name=name)
-        for n in self.ir.metrics:
-            name = self.ir.node(n)["name"]
-            self.term_trackers[name] = keras.metrics.Mean(name=name)
+        if self.ir.train is not None and optimizer is None:
+            self.clip_norm = self.ir.train.settings.get("clip_norm")
         super().compile(optimizer=self.groups[0][1] if self.groups else "adam", **kwargs)
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        # The optimizer groups come from the program's train block: nothing else to save.
+        return {"groups": "train block"} if self.groups else None
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        self.compile()
 
     @property
     def metrics(self) -> list[Any]:
-        return list(self.term_trackers.values())
+        return list(self._trackers.items.values())
 
     def _split(self, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         x, y = (data[0], data[1]) if isinstance(data, (tuple, list)) else (data, {})
@@ -249,13 +273,13 @@ class GraphModel(keras.Model):
 
     def _track(self, terms: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
         total = sum(terms.values()) if terms else keras.ops.zeros(())
-        self.term_trackers["loss"].update_state(total)
+        trackers = self._trackers.items
+        trackers["loss"].update_state(total)
         for name, value in terms.items():
-            self.term_trackers[name].update_state(value)
+            trackers[name].update_state(value)
         for name, (s, c) in metrics.items():
-            self.term_trackers[name].update_state(s / keras.ops.maximum(c, 1e-12),
-                                                  sample_weight=c)
-        return {name: t.result() for name, t in self.term_trackers.items()}
+            trackers[name].update_state(s / keras.ops.maximum(c, 1e-12), sample_weight=c)
+        return {name: t.result() for name, t in trackers.items()}
 
     # ---- serialisation: the program is the configuration
     def get_config(self) -> dict[str, Any]:

@@ -80,10 +80,11 @@ def compute_gradients(model: GraphModel, x: dict[str, Any],
     """Loss terms, metrics and each group's gradients (L2 decay included), not applied."""
     with tf.GradientTape(persistent=len(model.groups) > 1) as tape:
         _, terms, metrics = model.compute_losses(x, y, training=True)
+        losses = [_group_loss(model, spec, terms) for spec, _, _ in model.groups]
     grads = []
-    for spec, _, names in model.groups:
+    for (spec, _, names), loss in zip(model.groups, losses, strict=True):
         variables = [model._vars[n] for n in names]
-        group = tape.gradient(_group_loss(model, spec, terms), variables)
+        group = tape.gradient(loss, variables)
         group = [g if g is not None else tf.zeros_like(v) for g, v in zip(group, variables,
                                                                           strict=True)]
         decay = float(spec.get("weight_decay", 0.0))
@@ -198,6 +199,10 @@ class KerasEngine:
                     v.assign(tensors[key])
 
     def open_board(self, folder: str) -> Any:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            return None
         try:
             writer = tf.summary.create_file_writer(os.path.join(folder, "tensorboard"))
         except (tf.errors.OpError, ValueError):

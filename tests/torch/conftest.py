@@ -18,7 +18,12 @@ against; bool inputs are True on the same unpadded steps; floats are uniform in 
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +210,48 @@ def make_engine(program: Program, model: str | None = None, **overrides: Any) ->
 
     graph = program.model(model)
     return TorchEngine(program, graph, resolve_settings(graph, {"device": "cpu", **overrides}))
+
+
+# ---- the command line, in a subprocess -------------------------------------------------
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "graphdsl.cli", *args]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`graphdsl ARGS` in a subprocess (no terminal: plain output)."""
+    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=_cli_env())
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(cli_command(*args), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_cli_env())
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    env["COLUMNS"] = "200"  # diagnostics on one line each
+    return env
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Poll until ``path`` exists; fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended (exit {process.returncode}) before {path} "
+                                 f"appeared: {process.stderr.read() if process.stderr else ''}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.005)
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read straight from its bytes."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + size])

@@ -978,6 +978,39 @@ def test_causal_mask() -> None:
     same(run("causal_mask", x=T(x), axis=-1), np.tril(np.ones((3, 3), bool)))
 
 
+def test_float32_paths_of_the_sequence_layers() -> None:
+    # Models run in float32: the fused LSTM, its padded-mask path and SDPA attention with
+    # masks must hold the float32 tolerance against the float64 NumPy references.
+    r = rng(31)
+    x = r.normal(size=(3, 5, 4)) * 0.5
+    kernel, rec, bias = (r.normal(size=(4, 12)) * 0.3, r.normal(size=(3, 12)) * 0.3,
+                         r.normal(size=12) * 0.3)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], bool)
+    for m in (None, mask):
+        out = run("LSTM", x=T(x, "float32"), mask=T(m) if m is not None else None,
+                  kernel=T(kernel, "float32"), recurrent_kernel=T(rec, "float32"),
+                  bias=T(bias, "float32"), units=3, return_sequences=True, return_state=False,
+                  go_backwards=False, unit_forget_bias=True, use_bias=True)
+        assert out.dtype == torch.float32
+        close(out, np_lstm(x.astype("float32").astype(float), m, kernel.astype("float32"),
+                           rec.astype("float32"), bias.astype("float32"))[0])
+    query = r.normal(size=(2, 5, 6)).astype("float32")
+    w = {k: v.astype("float32") * 0.5 for k, v in mha_weights(r, 6, 6, 6, 2, 4, 4, 6).items()}
+    pad = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], bool)
+    for causal in (False, True):
+        for m in (None, pad):
+            expected, _ = np_mha(query.astype(float), query.astype(float), None, None, m, m,
+                                 causal, {k: v.astype(float) for k, v in w.items()}, 4)
+            out = run("MultiHeadAttention", query=T(query), value=T(query), key=None,
+                      attention_mask=None, mask=T(m) if m is not None else None,
+                      value_mask=T(m) if m is not None else None,
+                      **{k: T(v) for k, v in w.items()}, num_heads=2, key_dim=4,
+                      value_dim=None, dropout=0.0, use_bias=True, output_shape=None,
+                      use_causal_mask=causal)
+            assert out.dtype == torch.float32
+            close(out, expected)
+
+
 # ---------------------------------------------------------------- random
 @covers("sample_normal")
 def test_sample_normal() -> None:

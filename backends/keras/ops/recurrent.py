@@ -70,7 +70,7 @@ def lstm(*, x: tf.Tensor, mask: tf.Tensor | None = None, kernel: tf.Tensor,
     if go_backwards:
         projected = ops.flip(projected, axis=0)
         keep = ops.flip(keep, axis=0) if keep is not None else None
-    outputs, h, c = _loop(projected, ops.convert_to_tensor(recurrent_kernel), keep)
+    outputs, h, c = _loop(projected, tf.convert_to_tensor(recurrent_kernel), keep)
     # the loop's trace may have relaxed the static shapes: restore what is known
     h = tf.ensure_shape(h, (x.shape[0], units))
     c = tf.ensure_shape(c, (x.shape[0], units))

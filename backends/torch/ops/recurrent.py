@@ -73,7 +73,7 @@ def _lstm_blocks(x: torch.Tensor, start: torch.Tensor, length: torch.Tensor,
     read = torch.minimum((t - start.unsqueeze(1)).clamp(min=0), last)
     units = out.shape[-1]
     y = out.gather(1, read.unsqueeze(-1).expand(batch, steps, units))
-    started = (t >= start.unsqueeze(1))
+    started = (t >= start.unsqueeze(1)) & (length.unsqueeze(1) > 0)
     return torch.where(started.unsqueeze(-1), y, torch.zeros((), dtype=y.dtype, device=y.device))
 
 

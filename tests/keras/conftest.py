@@ -1,0 +1,67 @@
+"""Shared helpers for the Keras tests (and tests/parity): building models, snapshots of
+their canonical variables, and running the real command line.
+
+Examples are shrunk exactly as for the PyTorch tests (tests/torch/conftest.py:
+``example_source`` substitutes smaller defaults for the model formals named in ``SHRINK``
+and applies ``REWRITE``); ``example_keras`` may substitute more formals (``formals``) and
+plain-text pieces (``replace``), e.g. ``Dropout(0.3)`` -> ``Dropout(0.0)`` where a test
+compares a training step with a hand computation and random dropout would hide it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import graphdsl
+
+from ..torch.conftest import EXAMPLES, example_source, shrink_source
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["EXAMPLES", "ROOT", "example_keras", "example_text", "keras_model", "run_cli",
+           "snapshot"]
+
+
+def keras_model(source: str, model: str | None = None, seed: int = 0,
+                file: str = "<test>", base_dir: str | None = None) -> Any:
+    """A GraphModel (a native ``keras.Model``) for ``source``."""
+    return graphdsl.compile(source, file=file, base_dir=base_dir, backend="keras",
+                            model=model, seed=seed)
+
+
+def example_text(stem: str, formals: Mapping[str, Any] | None = None,
+                 replace: Sequence[tuple[str, str]] = ()) -> str:
+    """The shrunk example's source, with more formals and text pieces substituted."""
+    text = example_source(stem)
+    for old, new in replace:
+        assert old in text, f"{stem}: `{old}` not found to replace"
+        text = text.replace(old, new)
+    return shrink_source(text, dict(formals or {}))
+
+
+def example_keras(stem: str, model: str | None = None, seed: int = 0,
+                  formals: Mapping[str, Any] | None = None,
+                  replace: Sequence[tuple[str, str]] = ()) -> Any:
+    """A GraphModel for a shrunk example (relative paths resolve from examples/)."""
+    return keras_model(example_text(stem, formals, replace), model, seed,
+                       file=str(EXAMPLES / f"{stem}.gdl"), base_dir=str(EXAMPLES))
+
+
+def snapshot(model: Any) -> dict[str, np.ndarray]:
+    """Copies of the model's canonical variables (dotted names -> numpy)."""
+    return {name: np.array(v.numpy()) for name, v in model.canonical_variables().items()}
+
+
+def run_cli(args: Sequence[str], cwd: Path | str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`graphdsl ARGS` in a fresh process (no colour, TensorFlow's start-up logging off)."""
+    env = {**os.environ, "NO_COLOR": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run([sys.executable, "-m", "graphdsl.cli", *args], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=timeout)
