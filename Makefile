@@ -10,9 +10,9 @@ STAMP  := $(VENV)/.graphdsl-setup.stamp
 # CPU build of PyTorch. Keep it pinned: pip takes this exact release from the wheel
 # on this machine's disk, while an unpinned `torch` pulls a multi-GB CUDA build.
 TORCH_PKG  := torch==2.13.0
-# The Keras backend's frameworks. NOT installed yet: add $(KERAS_PKGS) to the
-# `pip install` line of the stamp rule below when the Keras backend lands.
-KERAS_PKGS := tensorflow-cpu==2.21.0 keras
+# The Keras backend's frameworks: Keras 3 on TensorFlow (the CPU build is the lighter
+# install; GPU users install `tensorflow[and-cuda]` themselves).
+KERAS_PKGS := tensorflow-cpu==2.21.0 keras==3.15.1
 
 LINT_PATHS := graphdsl backends grammar tests setup.py
 # Core and diagnostics tests run with torch/tensorflow/keras/jax unimportable.
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml setup.py Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 	  || { echo "error: graphdsl needs Python 3.10 or newer ($(PYTHON) is older)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(TORCH_PKG)
+	$(BIN)/python -m pip install $(TORCH_PKG) $(KERAS_PKGS)
 	$(BIN)/python -m pip install -e '.[dev]'
 	@touch $@
 

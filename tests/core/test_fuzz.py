@@ -104,7 +104,7 @@ def expressions() -> st.SearchStrategy[str]:
                                               "from_logits = true", "return_states = true"])
                       ).map(lambda t: f"mean({t[0]}, {t[1]})"),
             st.tuples(st.sampled_from(["2", "1", "0", "3 shared"]), inner).map(
-                lambda t: f"repeat {t[0]} Blk(8)({t[1]})"),
+                lambda t: f"(repeat {t[0]} Blk(8)({t[1]}))"),
         ),
         max_leaves=8,
     )
