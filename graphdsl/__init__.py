@@ -10,6 +10,11 @@ never imports a framework; a backend is imported only when asked for by name.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any
 
 from .compiler import Program, compile_path, compile_text
@@ -52,6 +57,41 @@ def train_file(path: str, *, model: str | None = None, backend: str = "torch",
     program = compile_path(str(path), model=model)
     return get_backend(backend).train(program, program.model(model), settings, out=out,
                                       resume=resume)
+
+
+def _register_with_keras() -> None:
+    """Make graphdsl's Keras classes known to Keras' loader (`keras.saving.load_model`)."""
+    # Keras without TensorFlow: nothing graphdsl can build there.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("graphdsl.backends.keras.model")
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Registers graphdsl's classes the moment the user imports Keras, so that importing
+    graphdsl is all a saved model needs, whichever of the two is imported first. Keras is
+    never imported by graphdsl itself."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        original = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            _register_with_keras()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())
 
 
 __all__ = ["Diagnostic", "GraphdslError", "Program", "compile", "compile_file", "train_file"]

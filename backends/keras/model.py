@@ -133,7 +133,8 @@ class GraphModel(keras.Model):
             name = self.ir.node(n)["name"]
             trackers[name] = keras.metrics.Mean(name=name)
         self._trackers = _Lookup(trackers)
-        self._training = _Lookup({"groups": [], "clip_norm": None})
+        self._training = _Lookup({"groups": [], "clip_norm": None, "optimizer": None})
+        self.built = True  # every variable exists from the start
 
     @property
     def groups(self) -> list[tuple[Spec, Any, list[str]]]:
@@ -240,16 +241,23 @@ class GraphModel(keras.Model):
         from .train import make_groups
 
         self.groups = make_groups(self, optimizer)
+        self._training.items["optimizer"] = optimizer
         if self.ir.train is not None and optimizer is None:
             self.clip_norm = self.ir.train.settings.get("clip_norm")
         super().compile(optimizer=self.groups[0][1] if self.groups else "adam", **kwargs)
 
     def get_compile_config(self) -> dict[str, Any] | None:
-        # The optimizer groups come from the program's train block: nothing else to save.
-        return {"groups": "train block"} if self.groups else None
+        if not self.groups:
+            return None
+        optimizer = self._training["optimizer"]
+        # Without an explicit optimizer the groups come from the program's train block.
+        return {"optimizer": keras.saving.serialize_keras_object(optimizer)
+                if optimizer is not None else None}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
-        self.compile()
+        optimizer = config.get("optimizer")
+        self.compile(keras.saving.deserialize_keras_object(optimizer)
+                     if optimizer is not None else None)
 
     @property
     def metrics(self) -> list[Any]:

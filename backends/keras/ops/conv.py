@@ -115,13 +115,18 @@ def _pool(x: tf.Tensor, kind: str, pool_size: Any, strides: Any, padding: Any,
         # TensorFlow's "SAME" pooling ignores the padded cells, as the registry says
         return pool(x, sizes, strides_, padding=padding, data_format="channels_last")
     pads = _spatial_pads(x, sizes, strides_, (1,) * rank, padding)
-    if kind == "max":
-        return pool(_pad_spatial(x, pads, float("-inf")), sizes, strides_, padding="valid",
-                    data_format="channels_last")
-    # mean over the real cells only: pooled zero-padded x over pooled padded ones
+    # 1 on the real cells, 0 on the padding: pooled, how many real cells (or whether any)
+    # each window holds
     ones = ops.ones((1, *dynamic_shape(x)[1:-1], 1), dtype=x.dtype)
     counts = pool(_pad_spatial(ones, pads), sizes, strides_, padding="valid",
                   data_format="channels_last")
+    if kind == "max":
+        y = pool(_pad_spatial(x, pads, float("-inf")), sizes, strides_, padding="valid",
+                 data_format="channels_last")
+        # a window of padding only is -inf (TensorFlow's max pool would give the lowest
+        # finite float)
+        return ops.where(counts > 0, y, ops.convert_to_tensor(float("-inf"), dtype=x.dtype))
+    # mean over the real cells only: pooled zero-padded x over pooled padded ones
     total = pool(_pad_spatial(x, pads), sizes, strides_, padding="valid",
                  data_format="channels_last")
     return total / ops.maximum(counts, 1.0 / math.prod(sizes))
