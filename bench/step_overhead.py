@@ -1,9 +1,11 @@
-"""Train-step time of graphdsl's generated PyTorch modules against hand-written twins.
+"""Train-step time of graphdsl's generated models against hand-written twins.
 
-Run by hand (not in CI): `.venv/bin/python bench/step_overhead.py [--device cuda]
-[--precision bf16] [--compile] [--steps 30]`. Both modules get the same weights and
-batches; steps alternate between them so drift in machine speed hits both equally.
-The figure of merit is median(graphdsl step) / median(hand-written step); goal <= 1.02.
+Run by hand (not in CI):
+    .venv/bin/python bench/step_overhead.py [--device cuda] [--precision bf16] [--compile]
+    .venv/bin/python bench/step_overhead.py --backend keras [--compile]   # XLA with --compile
+Both models get the same weights and batches; steps alternate between them so drift in
+machine speed hits both equally. The figure of merit is median(graphdsl step) /
+median(hand-written step); goal <= 1.02.
 """
 
 from __future__ import annotations
@@ -178,8 +180,70 @@ def compare(name: str, source: str, hand: nn.Module, batch: dict[str, torch.Tens
             "hand_tokens_s": tokens / h_med}
 
 
+def compare_keras(batch: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
+    """The tied LSTM LM in Keras: graphdsl's GraphModel against a hand-written keras.Model."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from graphdsl.backends.keras.train import apply_gradients, compute_gradients
+
+    class HandKerasLM(keras.Model):
+        def __init__(self, vocab: int = 5000, dim: int = 200, p: float = 0.3):
+            super().__init__()
+            self.embed = keras.layers.Embedding(vocab, dim)
+            self.lstm1 = keras.layers.LSTM(dim, return_sequences=True)
+            self.lstm2 = keras.layers.LSTM(dim, return_sequences=True)
+            self.drop = keras.layers.Dropout(p)
+            self.bias = self.add_weight(shape=(vocab,), initializer="zeros", name="bias")
+
+        def call(self, tokens: Any, training: bool = False) -> Any:
+            h = self.drop(self.embed(tokens), training=training)
+            h = self.drop(self.lstm1(h), training=training)
+            h = self.drop(self.lstm2(h), training=training)
+            return keras.ops.matmul(h, keras.ops.transpose(self.embed.embeddings)) + self.bias
+
+    g = graphdsl.compile(LM, backend="keras")
+    g.compile(optimizer=keras.optimizers.Adam(1e-3))
+    hand = HandKerasLM()
+    x = {"tokens": tf.constant(batch["tokens"].numpy())}
+    y = {"next": tf.constant(batch["next"].numpy())}
+    hand(x["tokens"])
+    h_opt = keras.optimizers.Adam(1e-3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def g_step_py() -> None:
+        _, _, grads = compute_gradients(g, x, y)
+        apply_gradients(g, grads)
+
+    def h_step_py() -> None:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y["next"], hand(x["tokens"], training=True))
+        grads = tape.gradient(loss, hand.trainable_variables)
+        h_opt.apply_gradients(zip(grads, hand.trainable_variables, strict=True))
+
+    g_step = tf.function(g_step_py, jit_compile=args.compile)
+    h_step = tf.function(h_step_py, jit_compile=args.compile)
+    for _ in range(args.warmup):
+        g_step()
+        h_step()
+    g_times, h_times = [], []
+    for _ in range(args.steps):
+        g_times.append(timed(g_step, lambda: None))
+        h_times.append(timed(h_step, lambda: None))
+    tokens = int(np.prod(batch["tokens"].shape))
+    g_med, h_med = statistics.median(g_times), statistics.median(h_times)
+    return {"model": "LSTM LM (Keras)", "graphdsl_ms": 1e3 * g_med, "hand_ms": 1e3 * h_med,
+            "ratio": g_med / h_med, "graphdsl_tokens_s": tokens / g_med,
+            "hand_tokens_s": tokens / h_med}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=("torch", "keras"), default="torch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     parser.add_argument("--compile", action="store_true")
@@ -194,10 +258,13 @@ def main() -> None:
     gpt_batch = {"ids": torch.randint(0, 2000, (args.batch, 64), generator=gen,
                                       dtype=torch.int32)}
     gpt_batch["next"] = torch.roll(gpt_batch["ids"], -1, 1)
-    rows = [compare("LSTM LM (tied)", LM, HandLM(), lm_batch, args),
-            compare("GPT block stack", GPT, HandGPT(), gpt_batch, args)]
-    print(f"device={args.device} precision={args.precision} compile={args.compile} "
-          f"threads={torch.get_num_threads()} steps={args.steps}")
+    if args.backend == "keras":
+        rows = [compare_keras(lm_batch, args)]
+    else:
+        rows = [compare("LSTM LM (tied)", LM, HandLM(), lm_batch, args),
+                compare("GPT block stack", GPT, HandGPT(), gpt_batch, args)]
+    print(f"backend={args.backend} device={args.device} precision={args.precision} "
+          f"compile={args.compile} threads={torch.get_num_threads()} steps={args.steps}")
     print(f"{'model':<18} {'graphdsl ms':>12} {'hand ms':>10} {'ratio':>7} "
           f"{'graphdsl tok/s':>15} {'hand tok/s':>11}")
     for r in rows:

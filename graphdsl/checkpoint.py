@@ -151,7 +151,7 @@ def expected_tensors(model: ModelGraph) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for node in model.params:
         data = model.node(node)
-        shape = tuple(int(d) for d in data["type"].shape)  # type: ignore[arg-type]
+        shape = tuple(int(d) for d in data["type"].shape)
         out[data["name"]] = shape
         if data["kernel_mask"] is not None:
             out[data["name"] + "_mask"] = shape

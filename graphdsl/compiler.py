@@ -167,13 +167,14 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
                     namespace.definitions[ident.name] = found
     session.stack.pop()
     own: dict[str, Span] = {}
-    for d in module.definitions:
-        if d.name.name in own:
-            session.sink.error("duplicate-definition", f"`{d.name.name}` is already defined",
-                               d.name.span, notes=[Note("first defined here", own[d.name.name])])
+    for node in module.definitions:
+        if node.name.name in own:
+            session.sink.error("duplicate-definition", f"`{node.name.name}` is already "
+                               "defined", node.name.span,
+                               notes=[Note("first defined here", own[node.name.name])])
             continue
-        own[d.name.name] = d.name.span
-        namespace.definitions[d.name.name] = Definition(d, namespace)
+        own[node.name.name] = node.name.span
+        namespace.definitions[node.name.name] = Definition(node, namespace)
     result = _Loaded(module, namespace, path)
     session.loaded[key] = result
     return result

@@ -8,6 +8,7 @@ help line. The same data is available as JSON for editors and tools.
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import os
 import sys
@@ -230,12 +231,8 @@ def _append_quote(out: Any, span: Span | None, sources: SourceMap, style: str,
     out.append(carets + "\n", style=style)
 
 
-class _NullIO:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
+class _NullIO(io.StringIO):
+    """Rich renders into a capture; nothing reaches this file."""
 
 
 def render_all(diagnostics: Sequence[Diagnostic], sources: SourceMap, color: bool = False) -> str:

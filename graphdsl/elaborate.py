@@ -919,7 +919,7 @@ class Elaborator:
                     return POISON
                 items.append(("ellipsis",))
             elif isinstance(item, ast.Slice):
-                parts = []
+                parts: list[int | None] = []
                 for part in (item.start, item.stop, item.step):
                     if part is None:
                         parts.append(None)
@@ -1412,14 +1412,15 @@ class Elaborator:
         elif arr.ndim == 2 and len(full) >= 2:
             arr = arr.reshape((arr.shape[0],) + (1,) * (len(full) - 2) + (arr.shape[1],))
         try:
-            np.broadcast_to(arr, tuple(int(d) for d in full))
+            np.broadcast_to(arr, tuple(int(d) for d in full))  # type: ignore[arg-type]
         except ValueError:
             self.sink.error("shape-mismatch", f"the kernel mask of shape {list(np.shape(mask))} "
                             f"does not fit the kernel [{', '.join(map(str, full))}]", span,
                             help="give the full shape, or [kernel positions], or "
                             "[kernel positions, output channels]")
             return None
-        return np.broadcast_to(arr, tuple(int(d) for d in full)).astype(int).tolist()
+        return np.broadcast_to(arr, tuple(int(d) for d in full)  # type: ignore[arg-type]
+                               ).astype(int).tolist()
 
     def check_reuse(self, layer: LayerValue, inputs: list[Tensor | None], span: Span) -> bool:
         types = [t.type if t is not None else None for t in inputs]
@@ -1449,7 +1450,7 @@ class Elaborator:
     def first_call_span(self, layer: LayerValue) -> Span | None:
         record = self.g.layers.get(layer.path or "")
         if record and record.calls:
-            return self.g.node(record.calls[0]).get("span")  # type: ignore[no-any-return]
+            return self.g.node(record.calls[0]).get("span")
         return layer.span
 
     # ---- functions
@@ -1546,10 +1547,10 @@ class Elaborator:
                                 kw.span, help=suggestion_help(name, candidates) or
                                 f"it takes: {', '.join(candidates)}")
                 ok = False
-        for slot in op.inputs:
-            if not slot.optional and slot.name not in inputs and not slot.variadic:
+        for slot_in in op.inputs:
+            if not slot_in.optional and slot_in.name not in inputs and not slot_in.variadic:
                 self.sink.error("missing-argument", f"`{op.name}` needs its input "
-                                f"`{slot.name}`", e.span)
+                                f"`{slot_in.name}`", e.span)
                 ok = False
         checked: dict[str, Any] = {}
         for arg in call_args:
@@ -1569,9 +1570,9 @@ class Elaborator:
                                 for v in value]
             elif isinstance(value, Const):
                 other = next((v for v in inputs.values() if isinstance(v, Tensor)), None)
-                slot = op.input_named(name)
+                declared = op.input_named(name)
                 dtype = other.type.dtype if other else None
-                if slot is not None and slot.dtypes == "float" and (dtype is None or
+                if declared is not None and declared.dtypes == "float" and (dtype is None or
                                                                    dtype not in FLOAT_DTYPES):
                     dtype = "float32"  # sqrt(16) is 4.0, as in NumPy and PyTorch
                 inputs[name] = self.constant(value, dtype)
@@ -1626,6 +1627,8 @@ class Elaborator:
     def eval_spec(self, expr: ast.Expr, kind: str, scope: Scope) -> Any:
         """`normal(0, 0.1)`, `relu`, `"same"`, `simplex(axis = 0)` -> a checked Spec."""
         table = SPEC_TABLES[kind]
+        args: tuple[ast.Expr, ...]
+        kws: tuple[ast.Keyword, ...]
         if isinstance(expr, ast.Name) and expr.id in scope.formals:
             v = scope.formals[expr.id]
             name, args, kws, span = v, (), (), expr.span
@@ -1669,10 +1672,10 @@ class Elaborator:
         out: dict[str, Any] = {}
         for pname, default in spec_def.args.items():
             if kind == "optimizer" and pname == "loss" and pname in values:
-                names = self.loss_names(values[pname])
-                if names is None:
+                loss_terms = self.loss_names(values[pname])
+                if loss_terms is None:
                     return POISON
-                out[pname] = names
+                out[pname] = loss_terms
                 continue
             if pname in values:
                 value, vspan = values[pname]

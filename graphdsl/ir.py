@@ -83,7 +83,7 @@ class ModelGraph:
 
     # -- queries
     def node(self, node_id: str) -> dict[str, Any]:
-        return self.graph.nodes[node_id]  # type: ignore[no-any-return]
+        return self.graph.nodes[node_id]
 
     def ops(self) -> Iterator[str]:
         """Op nodes in a topological order (creation order breaks ties: deterministic)."""
@@ -106,8 +106,8 @@ class ModelGraph:
     def count(self, nodes: list[str]) -> int:
         total = 0
         for p in nodes:
-            n = numel(self.graph.nodes[p]["type"].shape)
-            total += n or 0
+            shape = self.graph.nodes[p]["type"].shape
+            total += (numel(shape) or 0) if shape is not None else 0
         return total
 
     @property
@@ -122,7 +122,7 @@ class ModelGraph:
         total = 0
         for p in self.param_nodes(None):
             t: TensorType = self.graph.nodes[p]["type"]
-            total += (numel(t.shape) or 0) * DTYPE_BYTES[t.dtype]
+            total += (numel(t.shape) or 0 if t.shape is not None else 0) * DTYPE_BYTES[t.dtype]
         return total
 
     def ties(self) -> dict[str, list[str]]:

@@ -134,7 +134,7 @@ class _TreeBuilder(Transformer_NonRecursive):
                              init, constraint, frozen is not None)
 
     def constrain(self, meta: Any, c: list[Any]) -> ast.Expr:
-        return c[0]  # type: ignore[no-any-return]
+        return c[0]
 
     def assign_stmt(self, meta: Any, c: list[Any]) -> ast.Assign:
         *names, value = c

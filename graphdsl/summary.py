@@ -73,9 +73,8 @@ def print_model(m: ModelGraph, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"model {m.name}", title_justify="left")
-    for col, kw in (("layer", {}), ("op", {}), ("output", {}),
-                    ("parameters", {"justify": "right"}), ("flags", {})):
-        table.add_column(col, **kw)
+    for col in ("layer", "op", "output", "parameters", "flags"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
     for row in layer_rows(m):
         table.add_row(row["layer"], row["op"], row["output"], f"{row['parameters']:,}",
                       ", ".join(row["flags"]))

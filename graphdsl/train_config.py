@@ -77,8 +77,8 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
             if name == "data":
-                v = os.path.normpath(os.path.join(base_dir, v))
-            config.settings[name] = float(v) if kind == "float" else v
+                v = os.path.normpath(os.path.join(base_dir, str(v)))
+            config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
             spec = elaborator.eval_spec(stmt.value, "optimizer", scope)
             if isinstance(spec, Spec):

@@ -69,8 +69,9 @@ def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
             data = graph.node(node)
             unused.setdefault(data["owner"] or data["name"], []).append(data["name"])
     for owner, names in unused.items():
-        first = next(p for p in graph.trainable_params() if graph.node(p)["name"] == names[0])
-        data = graph.node(first)
+        first_node = next(p for p in graph.trainable_params()
+                          if graph.node(p)["name"] == names[0])
+        data = graph.node(first_node)
         record = graph.layers.get(owner)
         sink.error(
             "unused-parameter",

@@ -7,7 +7,7 @@ from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import known
 
 
-def _dims(inputs, which: int) -> int:  # type: ignore[no-untyped-def]
+def _dims(inputs, which: int) -> int:
     """The feature size of input `which` (query 0, value 1, key 2; key defaults to value)."""
     if which == 2 and (len(inputs) < 3 or inputs[2] is None):
         which = 1
@@ -35,7 +35,7 @@ def _mha(call: OpCall) -> TensorType:
     return TensorType("float32", (q[0], q[1], out_dim))
 
 
-def _value_dim(a) -> int:  # type: ignore[no-untyped-def]
+def _value_dim(a) -> int:
     return a["value_dim"] or a["key_dim"]
 
 

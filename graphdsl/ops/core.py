@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..types import ShapeError, TensorType, shape_str
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import product, same_as
@@ -29,7 +31,7 @@ register(OpDef(
 ))
 
 
-def last_dim_of(inputs: tuple[TensorType, ...] | list[TensorType]) -> int:
+def last_dim_of(inputs: Sequence[TensorType]) -> int:
     shape = inputs[0].shape
     assert shape is not None
     if not shape:
@@ -85,7 +87,7 @@ register(OpDef(
 ))
 
 
-def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:  # type: ignore[type-arg]
+def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:
     """Target entries: ints, at most one -1 (inferred); 0 copies the input's dimension."""
     out = [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
     if sum(1 for d in out if d == -1) > 1:

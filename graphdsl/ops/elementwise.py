@@ -17,7 +17,7 @@ def _result_dtype(call: OpCall, a: str, b: str) -> str:
     return ta.dtype
 
 
-def _broadcast_rule(dtype_rule: str):  # type: ignore[no-untyped-def]
+def _broadcast_rule(dtype_rule: str):
     def rule(call: OpCall) -> TensorType:
         dtype = _result_dtype(call, "x", "y")
         a, b = call.shape("x"), call.shape("y")

@@ -24,7 +24,7 @@ _WEIGHTING = (In("where", "bool", optional=True, doc="only these samples count")
               In("mask", "bool", optional=True, doc="the prediction's padding mask"))
 
 
-def sample_shape(call: OpCall) -> tuple:  # type: ignore[type-arg]
+def sample_shape(call: OpCall) -> tuple:
     """The shape of per-sample losses; weights and masks must broadcast to it."""
     pred = call.shape("pred", min_rank=1)
     target = call.input("target")
@@ -38,7 +38,7 @@ def sample_shape(call: OpCall) -> tuple:  # type: ignore[type-arg]
     return pred[:1]
 
 
-def _check_weights(call: OpCall, samples: tuple) -> None:  # type: ignore[type-arg]
+def _check_weights(call: OpCall, samples: tuple) -> None:
     for name in ("where", "sample_weight", "mask"):
         if call.has(name):
             shape = call.shape(name)

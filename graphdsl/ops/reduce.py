@@ -14,7 +14,7 @@ def reduced_axes(call: OpCall, rank: int) -> tuple[int, ...]:
     return tuple(sorted({normalize_axis(a, rank) for a in axes}))
 
 
-def _reduce(dtype: str | None):  # type: ignore[no-untyped-def]
+def _reduce(dtype: str | None):
     def rule(call: OpCall) -> TensorType:
         shape = call.shape("x")
         axes = reduced_axes(call, len(shape))

@@ -27,10 +27,10 @@ def same_as(call: OpCall, name: str, dtype: str | None = None) -> TensorType:
     return TensorType(dtype or t.dtype, t.shape)
 
 
-def param_shape(fn):  # type: ignore[no-untyped-def]
+def param_shape(fn):
     """Adapt ``fn(args, x_shape)`` to the ParamSpec signature (args, input types)."""
 
-    def rule(args, inputs: Sequence[TensorType]) -> Shape:  # type: ignore[no-untyped-def]
+    def rule(args, inputs: Sequence[TensorType]) -> Shape:
         shape = inputs[0].shape if inputs else None
         return tuple(fn(args, shape))
 

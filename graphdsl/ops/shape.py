@@ -172,7 +172,7 @@ register(OpDef("mask_of", "shape", "function",
                canonical="resolved at compile time to the mask tensor itself"))
 
 
-def _index_dim(d: Dim, item: tuple, position: int) -> Dim | None:  # type: ignore[type-arg]
+def _index_dim(d: Dim, item: tuple, position: int) -> Dim | None:
     """The size of one axis after an index (None: the axis goes) or a slice."""
     if item[0] == "index":
         i = item[1]

@@ -27,7 +27,7 @@ def _cell(z: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.sigmoid(o) * tf.tanh(c_new), c_new
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _loop(projected: tf.Tensor, recurrent_kernel: tf.Tensor,
           keep: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """projected [T, B, 4u] (time-major), keep bool [T, B, 1] or None -> (h for every step
