@@ -1547,6 +1547,8 @@ class Elaborator:
                                 kw.span, help=suggestion_help(name, candidates) or
                                 f"it takes: {', '.join(candidates)}")
                 ok = False
+        if variadic is not None:
+            inputs.setdefault(variadic.name, [])
         for slot_in in op.inputs:
             if not slot_in.optional and slot_in.name not in inputs and not slot_in.variadic:
                 self.sink.error("missing-argument", f"`{op.name}` needs its input "
@@ -1783,6 +1785,11 @@ class Elaborator:
             result = op.infer(call)
         except UnknownShape:
             return self.unknown_result(op)
+        except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
+            # A shape rule that met arguments it does not expect: say so, never crash.
+            self.sink.error("argument-value", f"`{op.name}` cannot be applied to these "
+                            f"arguments ({type(exc).__name__}: {exc})", span)
+            return POISON
         except ShapeError as exc:
             where = span
             if isinstance(exc.argument, str) and exc.argument in arg_spans:

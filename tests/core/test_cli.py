@@ -178,7 +178,7 @@ def test_json_describes_the_models(workdir, capsys) -> None:
     assert set(report) >= {"ok", "diagnostics", "models"}
     assert report["ok"] is True
     (model,) = report["models"]
-    assert MODEL_KEYS <= set(model)
+    assert set(model) >= MODEL_KEYS
     assert model["name"] == "Pic"
     embed, proj, lstm = 50 * 8, 8 * 8 + 8, 4 * (8 * 8 + 8 * 8 + 8)
     assert model["parameters"] == embed + proj + lstm

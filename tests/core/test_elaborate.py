@@ -460,8 +460,8 @@ def test_a_loss_that_is_not_a_scalar_is_an_error() -> None:
 
 
 def test_a_regularizer_argument_adds_a_loss_term_on_that_parameter() -> None:
-    model = compile_model(TERMS.replace("Dense(4)(x)", "Dense(4, kernel_regularizer = l2(0.01))(x)"),
-                          "Two")
+    regularized = TERMS.replace("Dense(4)(x)", "Dense(4, kernel_regularizer = l2(0.01))(x)")
+    model = compile_model(regularized, "Two")
     terms = {model.node(n)["name"]: n for n in model.losses}
     assert model.node(terms["dense.kernel.l2"])["weight"] == 0.01
     (penalty,) = producers(model, terms["dense.kernel.l2"], "x")

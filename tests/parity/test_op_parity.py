@@ -191,6 +191,11 @@ def _elementwise_cases() -> None:
         yi = integers(r, 1, 4, 6) * np.where(booleans(r, 6, p=0.5), 1, -1).astype("int32")
         case(name, "int", x=xi, y=yi)
         case(name, "int64", x=xi.astype("int64"), y=yi.astype("int64"))
+    # 1.0 / 0.1 rounds to 10.0, but 1.0 // 0.1 is 9.0 and 1.0 % 0.1 is 0.1 (Python's)
+    edge_x = np.array([1.0, 0.7, -1.0, 7.0, 0.3, 0.0, -0.0, 5.0, -5.0], np.float32)
+    edge_y = np.array([0.1, 0.1, 0.1, 0.7, -0.1, 0.3, 0.3, 0.0, 0.0], np.float32)
+    case("floor_divide", "float-edges", x=edge_x, y=edge_y)
+    case("mod", "float-edges", x=edge_x[:7], y=edge_y[:7])
     case("power", "float", x=uniform(r, 3, 4, low=0.2, high=3.0), y=normal(r, 4))
     case("power", "int", x=integers(r, -3, 4, 3, 4), y=integers(r, 0, 4, 4))
     for name in ("logical_and", "logical_or"):

@@ -48,6 +48,25 @@ def _true_divide(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return ops.true_divide(x, y)
 
 
+def _floor_divide(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Python's (and NumPy's, and torch's) x // y. For floats it is computed from the exact
+    remainder, so that x == (x // y) * y + x % y: 1.0 // 0.1 is 9.0 although 1.0 / 0.1
+    rounds to 10.0 (TensorFlow's floordiv, floor(x / y), would give 10.0)."""
+    x, y = ops.convert_to_tensor(x), ops.convert_to_tensor(y)
+    if not (is_float(x) or is_float(y)):
+        return ops.floor_divide(x, y)  # integers: TensorFlow's floordiv is Python's
+    ratio = x / y
+    remainder = tf.truncatemod(x, y)  # fmod: the exact remainder, with the sign of x
+    quotient = (x - remainder) / y  # an integer up to rounding
+    quotient = ops.where(ops.logical_and(remainder != 0, (y < 0) != (remainder < 0)),
+                         quotient - 1, quotient)
+    floor = ops.floor(quotient)
+    floor = ops.where(quotient - floor > 0.5, floor + 1, floor)
+    # a zero quotient takes the sign of x / y (finite here): ratio * 0 is that signed zero
+    floor = ops.where(quotient == 0, ratio * 0.0, floor)
+    return ops.where(y == 0, ratio, floor)  # division by zero: IEEE's x / y
+
+
 def _matmul(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """numpy.matmul. ops.matmul computes integer products in float32 (inexact beyond 2**24),
     so integers multiply in their own dtype, with NumPy's promotion of 1-D operands."""
@@ -69,8 +88,8 @@ _BINARY: dict[str, Binary] = {
     "subtract": ops.subtract,
     "multiply": ops.multiply,
     "divide": _true_divide,
-    "floor_divide": ops.floor_divide,  # floor(x / y)
-    "mod": ops.mod,  # the sign of y, like Python
+    "floor_divide": _floor_divide,  # Python's //
+    "mod": ops.mod,  # Python's %: fmod(x, y), plus y when the signs differ
     "power": ops.power,
     "maximum": ops.maximum,
     "minimum": ops.minimum,
