@@ -25,13 +25,7 @@ from graphdsl.weights import initial_values
 
 from .constraints import Reparametrization, project_
 from .ops import load_all
-
-_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
-                 "float64": torch.float64, "int8": torch.int8, "int16": torch.int16,
-                 "int32": torch.int32, "int64": torch.int64, "uint8": torch.uint8,
-                 "bool": torch.bool}
-def torch_dtype(name: str) -> torch.dtype:
-    return _TORCH_DTYPES[name]
+from .ops.elementwise import torch_dtype
 
 
 class LossResult(NamedTuple):

@@ -68,7 +68,7 @@ register(OpDef(
         ParamSpec("output_bias", lambda a, i: (a["output_shape"] or _dims(i, 0),), "zeros",
                   "[output_features]", when=lambda a: a["use_bias"]),
     ),
-    infer=_mha, mask="consume-keep",
+    infer=_mha, mask="consume-keep", random=True,  # dropout on the attention weights
     canonical="q = query @ query_kernel + query_bias (per head), k from key (value if no key), "
               "v from value; scores = q k^T / sqrt(key_dim); allowed[i, j] = attention_mask "
               "and causal (j <= i) and mask[i] and value_mask[j], each if present; scores at "

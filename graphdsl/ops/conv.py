@@ -128,8 +128,8 @@ register(OpDef(
 register(OpDef(
     "GlobalMaxPooling1D", "conv", "layer", "Max over the steps; masked steps are skipped.",
     inputs=(In("x"), In("mask", "bool", optional=True)), infer=_global1d, mask="consume",
-    canonical="y = max over unmasked t of x[t] (masked steps count as -inf; all masked gives "
-              "-inf... then 0): y = max_t where(m[t], x[t], -1e9)",
+    canonical="y = max over t of where(m[t], x[t], -1e9): masked steps never win; a row "
+              "with every step masked gives -1e9",
 ))
 register(OpDef(
     "GlobalAveragePooling2D", "conv", "layer", "Mean over height and width.",

@@ -77,7 +77,6 @@ def test_example_trains_with_a_falling_loss(tmp_path: Path, stem: str, model: st
     assert after < before, f"{stem} {model}: loss {before:.5f} -> {after:.5f}"
 
 
-@pytest.mark.slow
 def test_press_wolf_trains_on_its_text_corpus(tmp_path: Path) -> None:
     """The example's own data: word tokens from shakespeare.txt.gz, a vocabulary file, and
     validation perplexity."""

@@ -28,7 +28,7 @@ if keras.backend.backend() != "tensorflow":
                       f"importing keras")
 
 # Keras' default negative slope for leaky_relu (specs.py says 0.2).
-LEAKY_RELU_SLOPE = 0.3
+LEAKY_RELU_SLOPE = 0.2
 
 _ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "linear": lambda x: x,
