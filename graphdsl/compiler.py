@@ -255,8 +255,9 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
                             "the file defines no model"))
         return {}
     models: dict[str, ModelGraph] = {}
+    wanted = _with_submodels(only, all_models) if only is not None else set(all_models)
     for name, node in all_models.items():
-        if only is not None and name != only:
+        if name not in wanted:
             continue
         definition = loaded.namespace.definitions.get(name)
         if not isinstance(definition, Definition) or definition.node is not node:
@@ -273,6 +274,36 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
                    DEFAULT_MEMORY_LIMIT, elaborated_cleanly=clean)
         models[name] = graph
     return models
+
+
+def _with_submodels(name: str, all_models: dict[str, ast.Definition]) -> set[str]:
+    """A model and the models of this file it uses as layers (they can be used alone)."""
+    wanted, stack = set(), [name]
+    while stack:
+        current = stack.pop()
+        if current in wanted or current not in all_models:
+            continue
+        wanted.add(current)
+        used = _names_used(all_models[current])
+        stack.extend(n for n in all_models if n != current and n in used)
+    return wanted
+
+
+def _names_used(node: ast.Definition) -> set[str]:
+    """Every name an expression of the definition's body reads."""
+    import dataclasses
+
+    found: set[str] = set()
+    pending: list[Any] = list(node.body)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, ast.Name):
+            found.add(item.id)
+        if dataclasses.is_dataclass(item):
+            pending.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, tuple):
+            pending.extend(item)
+    return found
 
 
 def program_json(program: Program | None, diagnostics: list[Diagnostic]) -> dict[str, Any]:

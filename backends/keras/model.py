@@ -205,6 +205,19 @@ class GraphModel(keras.Model):
             access = f"({access} * self._masks[{name!r}])"
         return access
 
+    def submodel(self, path: str) -> GraphModel:
+        """A model used as a layer at ``path``, as a Keras model of its own that reads this
+        model's variables (training either trains both)."""
+        if path not in self.ir.submodels:
+            raise KeyError(f"`{path}` is not a model used as a layer in `{self.ir.name}`; "
+                           f"those are: {', '.join(self.ir.submodels) or 'none'}")
+        child = GraphModel(self.program_source, self.program_file, self.ir.submodels[path],
+                           files=self.program_files, seed=self.seed)
+        mine = self._vars.items
+        for name in list(child._vars.items):
+            child._vars.items[name] = mine[f"{path}.{name}"]
+        return child
+
     def canonical_variables(self) -> dict[str, keras.Variable]:
         return dict(self._vars.items)
 

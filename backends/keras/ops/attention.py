@@ -82,7 +82,7 @@ def multi_head_attention(
     allowed = _allowed_pairs(q_steps, v_steps, attention_mask, use_causal_mask, mask,
                              value_mask)
     if allowed is not None:
-        scores = filled(scores, allowed[:, None], SOFTMAX_MASKED_FILL)
+        scores = scores + ops.where(allowed[:, None], 0.0, SOFTMAX_MASKED_FILL)
     weights = ops.softmax(scores, axis=-1)
     if training:
         weights = drop_out(weights, dropout)

@@ -50,7 +50,7 @@ def layer_normalization(*, x: tf.Tensor, gamma: tf.Tensor | None = None,
 def _update(moving: tf.Tensor, batch_stat: tf.Tensor, momentum: float) -> None:
     if hasattr(moving, "assign"):
         stat = ops.cast(ops.stop_gradient(batch_stat), moving.dtype)
-        moving.assign(moving * (1.0 - momentum) + stat * momentum)
+        moving.assign(moving * momentum + stat * (1.0 - momentum))
 
 
 @impl("BatchNormalization")

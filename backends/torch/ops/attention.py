@@ -56,9 +56,7 @@ def multi_head_attention(
         output_bias: torch.Tensor | None = None, num_heads: int, key_dim: int,
         value_dim: int | None = None, dropout: float = 0.0, use_bias: bool = True,
         output_shape: int | None = None, use_causal_mask: bool = False,
-        training: bool = False) -> torch.Tensor:
-    # `training` has a default: the registry does not mark this op random (see
-    # /tmp/notes/torchops.md), so a caller that passes no flag gets no dropout.
+        training: bool) -> torch.Tensor:
     if key is None:
         key = value
     if value_mask is None and mask is not None and value is query:
