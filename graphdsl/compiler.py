@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,70 +60,102 @@ class _Session:
     virtual: dict[str, str] = field(default_factory=dict)
 
 
-def read_source(path: str, sink: DiagnosticSink, span: Span | None = None,
-                shown: str | None = None) -> str | None:
+def display_path(path: str) -> str:
+    """A file as diagnostics name it: relative to the working directory when it lies below
+    it (as mypy and rustc print paths), else absolute."""
+    if path.startswith("<"):
+        return path
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) \
+        else relative
+
+
+def read_source(path: str, sink: DiagnosticSink, sources: SourceMap, *,
+                import_span: Span | None = None, shown: str | None = None) -> str | None:
     """The text of a file, or a diagnostic saying why it cannot be read.
 
-    ``span`` and ``shown`` are the import statement's string and its text, for imports.
+    For an import, ``import_span`` and ``shown`` are the import statement's string and its
+    text: a file that is not there is an error of the import, one that is there but cannot
+    be decoded an error of the file, with a note at the import.
     """
-    code = "import-error" if shown else "bad-file"
-    where = span or Span(path, 1, 1, 1, 1)
-    looked = [Note(f"looked for {os.path.relpath(path)}")] if shown else []
-    name = f'"{shown}"' if shown else path
+    if shown is None:
+        def fail(message: str) -> None:
+            sink.error("bad-file", message, file=path)
+        name = path
+    else:
+        looked = [Note(f"looked for {display_path(path)}")]
+
+        def fail(message: str) -> None:
+            sink.error("import-error", message, import_span, notes=looked)
+        name = f'"{shown}"'
     if not os.path.exists(path):
-        sink.error(code, f"no such file: {name}", where, notes=looked)
+        fail(f"no such file: {name}")
         return None
     if os.path.isdir(path):
-        sink.error(code, f"{name} is a directory, not a .gdl file", where, notes=looked)
+        fail(f"{name} is a directory, not a .gdl file")
         return None
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
-            sink.error(code, f"{name} is {size} bytes; graphdsl reads files up to "
-                       f"{MAX_FILE_BYTES} bytes", where)
+            fail(f"{name} is {size} bytes; graphdsl reads files up to {MAX_FILE_BYTES} bytes")
             return None
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        sink.error(code, f"cannot read {name}: {exc.strerror or exc}", where)
+        fail(f"cannot read {name}: {exc.strerror or exc}")
         return None
-    return decode_source(data, path, sink)
+    imported_here = [Note("imported here", import_span)] if import_span is not None else []
+    return decode_source(data, path if shown is None else display_path(path), sink, sources,
+                         imported_here)
 
 
-def decode_source(data: bytes, name: str, sink: DiagnosticSink) -> str | None:
+def decode_source(data: bytes, name: str, sink: DiagnosticSink, sources: SourceMap,
+                  notes: Sequence[Note] = ()) -> str | None:
+    """UTF-8 text without its byte-order mark, or a `bad-file` diagnostic about ``name``."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        sink.error("bad-file", f"{name} is UTF-16 text; save it as UTF-8",
-                   Span(name, 1, 1, 1, 1))
+        sink.error("bad-file", f"{name} is UTF-16 text; save it as UTF-8", file=name,
+                   notes=notes)
         return None
     if b"\x00" in data:
-        sink.error("bad-file", f"{name} is a binary file, not graphdsl source",
-                   Span(name, 1, 1, 1, 1))
+        sink.error("bad-file", f"{name} is a binary file, not graphdsl source", file=name,
+                   notes=notes)
         return None
+    data = data.removeprefix(b"\xef\xbb\xbf")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        # Columns count characters, as an editor does, not bytes.
+        column = len(data[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        # The text with the bad bytes replaced, so the diagnostic can quote the line.
+        sources.add(name, data.decode("utf-8", errors="replace"))
         sink.error("bad-file", f"{name} is not valid UTF-8: byte 0x{data[exc.start]:02x} at "
-                   f"line {line}, column {column}", Span(name, line, column, line, column + 1))
+                   f"line {line}, column {column}", Span(name, line, column, line, column + 1),
+                   notes=notes, help="save the file as UTF-8")
         return None
-    return text.removeprefix("\ufeff")
 
 
 def _load(session: _Session, path: str, text: str | None, import_span: Span | None,
           base_dir: str | None = None, shown: str | None = None) -> _Loaded | None:
-    key = os.path.abspath(path) if text is None else path
+    """Parse a file and, first, the files it imports. The root file (``text`` given) keeps
+    the name it was given by; imported files are named relative to the working directory.
+    Every file is keyed by its absolute path, so a file importing itself is a cycle at once.
+    """
+    key = path if path.startswith("<") else os.path.abspath(path)
     if key in session.stack:
         chain = " -> ".join(os.path.basename(p) for p in [*session.stack, key])
         session.sink.error("import-error", f"import cycle: {chain}", import_span)
         return None
     if key in session.loaded:
         return session.loaded[key]
-    if text is None and key in session.virtual:
-        text = session.virtual[key]
     if text is None:
-        text = read_source(path, session.sink, import_span, shown)
+        path = display_path(path)
+        text = session.virtual.get(key)
+    if text is None:
+        text = read_source(key, session.sink, session.sources, import_span=import_span,
+                           shown=shown)
         if text is None:
             session.loaded[key] = None
             return None
@@ -175,6 +208,8 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
             continue
         own[node.name.name] = node.name.span
         namespace.definitions[node.name.name] = Definition(node, namespace)
+        if node.kind == "block":
+            _warn_unread_block_inputs(node, session.sink)
     result = _Loaded(module, namespace, path)
     session.loaded[key] = result
     return result
@@ -201,7 +236,7 @@ def _root_base(file: str, base_dir: str | None) -> str:
 def compile_path(path: str, *, model: str | None = None,
                  memory_limit: int | None = None) -> Program:
     session = _Session()
-    text = read_source(path, session.sink)
+    text = read_source(path, session.sink, session.sources)
     if text is None:
         raise GraphdslError(session.sink.sorted(), session.sources)
     return _compile(session, path, text, model, memory_limit, None)
@@ -215,7 +250,11 @@ def _compile(session: _Session, file: str, text: str, model: str | None,
         base_dir = _root_base(file, base_dir)
         loaded = _load(session, file, text, None, base_dir=base_dir)
         models: dict[str, ModelGraph] = {}
-        if loaded is not None:
+        if loaded is not None and not (loaded.module.imports or loaded.module.definitions or
+                                       loaded.module.trains):
+            session.sink.error("bad-file", f"{file} is empty: it defines no model, block or "
+                               "train block", file=file)
+        elif loaded is not None:
             models = _elaborate(session, loaded, model, memory_limit, base_dir)
     finally:
         sys.setrecursionlimit(old_limit)
@@ -241,6 +280,13 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         if target is None or target.kind != "model":
             from .diagnostics import suggestion_help
 
+            visible = loaded.namespace.definitions.get(t.model.name)
+            if visible is not None and visible.node.kind == "block":
+                session.sink.error("unknown-model", f"`{t.model.name}` is a block, not a model; "
+                                   "train a model that uses it", t.model.span,
+                                   notes=[Note("the block is defined here",
+                                               visible.node.name.span)])
+                continue
             session.sink.error("unknown-model", f"`train {t.model.name}`: no model named "
                                f"`{t.model.name}`", t.model.span,
                                help=suggestion_help(t.model.name, all_models))
@@ -290,7 +336,8 @@ def _with_submodels(name: str, all_models: dict[str, ast.Definition]) -> set[str
 
 
 def _names_used(node: ast.Definition) -> set[str]:
-    """Every name an expression of the definition's body reads."""
+    """Every name an expression of the definition's body reads (the dimensions of tensor
+    types are sizes, not reads)."""
     import dataclasses
 
     found: set[str] = set()
@@ -299,11 +346,25 @@ def _names_used(node: ast.Definition) -> set[str]:
         item = pending.pop()
         if isinstance(item, ast.Name):
             found.add(item.id)
+        if isinstance(item, ast.TensorTypeExpr):
+            continue
         if dataclasses.is_dataclass(item):
             pending.extend(getattr(item, f.name) for f in dataclasses.fields(item))
         elif isinstance(item, tuple):
             pending.extend(item)
     return found
+
+
+def _warn_unread_block_inputs(node: ast.Definition, sink: DiagnosticSink) -> None:
+    """A block input that its body never reads: the caller's tensor goes nowhere. (A model's
+    unused inputs are found on its graph, which also sees inputs read but dropped.)"""
+    read = _names_used(node)
+    for stmt in node.body:
+        if isinstance(stmt, ast.InputStmt) and stmt.name.name not in read:
+            sink.warning("unused-input", f"input `{stmt.name.name}` of block "
+                         f"`{node.name.name}` is never used", stmt.name.span,
+                         help="remove it (and the argument that callers pass for it), or use "
+                         "it")
 
 
 def program_json(program: Program | None, diagnostics: list[Diagnostic]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,10 +83,19 @@ def _names(model: ModelGraph) -> dict[str, tuple[str, object]]:
 
 def load_npz(path: str, model: ModelGraph) -> Dataset:
     """Arrays for each input and target, checked against their declared types."""
+    # An .npz is a zip archive. np.load would take anything else for a pickle and advise
+    # unpickling it, which is never the fix (and unsafe for a file of unknown origin).
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            single_array = fh.read(6) == b"\x93NUMPY"
+        raise _error(f"cannot read {path}: it is not an .npz archive (not a zip file)",
+                     help="save the arrays with numpy.savez(path, x=..., y=...), one array per "
+                     "input and target" + (" (this is a single .npy array)" if single_array
+                                           else ""))
     try:
         with np.load(path, allow_pickle=False) as archive:
             raw = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
     problems: list[str] = []
     arrays: dict[str, np.ndarray] = {}

@@ -58,6 +58,9 @@ class Diagnostic:
     span: Span | None = None
     notes: tuple[Note, ...] = ()
     help: str | None = None
+    # The file a diagnostic without a position is about (one that cannot be read at all):
+    # rendered `file: error: ...`, as mypy and gcc do, so the name stays first on the line.
+    file: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -67,17 +70,24 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity == "error"
 
+    @property
+    def location(self) -> str | None:
+        """`file:line:col`, or `file` alone, or None for a diagnostic about no file."""
+        return str(self.span) if self.span else self.file
+
     def sort_key(self) -> tuple[Any, ...]:
         span = self.span
-        where = (span.file, span.line, span.column) if span else ("", 0, 0)
+        where = (span.file, span.line, span.column) if span else (self.file or "", 0, 0)
         return (*where, self.severity != "error", self.code, self.message)
 
     def to_json(self) -> dict[str, Any]:
+        whole_file = {"file": self.file} if self.span is None and self.file else {}
         return {
             "severity": self.severity,
             "code": self.code,
             "message": self.message,
             "span": self.span.to_json() if self.span else None,
+            **whole_file,
             "notes": [
                 {"message": n.message, "span": n.span.to_json() if n.span else None}
                 for n in self.notes
@@ -94,7 +104,8 @@ class GraphdslError(Exception):
         self.sources = sources or SourceMap()
         errors = [d for d in self.diagnostics if d.is_error]
         first = errors[0] if errors else (self.diagnostics[0] if self.diagnostics else None)
-        summary = f"{first.span}: {first.message} [{first.code}]" if first else "failed"
+        summary = (f"{first.location + ': ' if first.location else ''}{first.message} "
+                   f"[{first.code}]") if first else "failed"
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
         super().__init__(summary + more)
 
@@ -127,12 +138,15 @@ class DiagnosticSink:
         self.items: list[Diagnostic] = []
 
     def error(self, code: str, message: str, span: Span | None = None, *,
-              notes: Iterable[Note] = (), help: str | None = None) -> None:
-        self.items.append(Diagnostic("error", code, message, span, tuple(notes), help))
+              notes: Iterable[Note] = (), help: str | None = None,
+              file: str | None = None) -> None:
+        self.items.append(Diagnostic("error", code, message, span, tuple(notes), help, file))
 
     def warning(self, code: str, message: str, span: Span | None = None, *,
-                notes: Iterable[Note] = (), help: str | None = None) -> None:
-        self.items.append(Diagnostic("warning", code, message, span, tuple(notes), help))
+                notes: Iterable[Note] = (), help: str | None = None,
+                file: str | None = None) -> None:
+        self.items.append(Diagnostic("warning", code, message, span, tuple(notes), help,
+                                     file))
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.items.extend(diagnostics)
@@ -145,11 +159,23 @@ class DiagnosticSink:
         seen: set[tuple[Any, ...]] = set()
         unique = []
         for d in sorted(self.items, key=Diagnostic.sort_key):
-            key = (d.code, d.message, d.span)
+            key = (d.code, d.message, d.span, d.file)
             if key not in seen:
                 seen.add(key)
                 unique.append(d)
         return unique
+
+
+def source_text(value: Any) -> str:
+    """A constant as it is written in a program: strings in double quotes, `true`/`false`,
+    lists in brackets (Python's repr would show 'single quotes' and True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(source_text(v) for v in value) + "]"
+    return repr(value)
 
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -160,6 +186,14 @@ def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     if exact_case and exact_case != word:
         return [exact_case]
     return difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+
+
+def choice_help(value: Any, choices: Iterable[Any]) -> str | None:
+    """`did you mean "same"?` for a misspelt string among a fixed set of choices."""
+    if not isinstance(value, str):
+        return None
+    close = did_you_mean(value, [c for c in choices if isinstance(c, str)], n=1)
+    return f"did you mean {source_text(close[0])}?" if close else None
 
 
 def suggestion_help(word: str, candidates: Iterable[str]) -> str | None:
@@ -190,7 +224,7 @@ def render(diag: Diagnostic, sources: SourceMap, color: bool = False) -> str:
     from rich.text import Text
 
     out = Text()
-    where = f"{diag.span}: " if diag.span else ""
+    where = f"{diag.location}: " if diag.location else ""
     out.append(where, style="bold")
     out.append(f"{diag.severity}:", style=_STYLE[diag.severity])
     out.append(f" {diag.message}  [{diag.code}]\n")
@@ -215,6 +249,26 @@ def render(diag: Diagnostic, sources: SourceMap, color: bool = False) -> str:
     return capture.get()
 
 
+# A longer source line is quoted in part: this many characters around the span.
+QUOTE_WIDTH = 160
+_ELLIPSIS = "..."
+
+
+def _quote_window(text: str, span: Span) -> tuple[str, Span]:
+    """The part of a long line worth quoting, and the span moved to match it."""
+    if len(text) <= QUOTE_WIDTH:
+        return text, span
+    start = max(0, min(span.column - 1 - QUOTE_WIDTH // 2, len(text) - QUOTE_WIDTH))
+    end = start + QUOTE_WIDTH
+    before = _ELLIPSIS if start > 0 else ""
+    after = _ELLIPSIS if end < len(text) else ""
+    shift = start - len(before)
+    end_column = span.end_column if span.end_line == span.line else len(text) + 1
+    end_column = min(end_column, end + 1)
+    moved = Span(span.file, span.line, span.column - shift, span.line, end_column - shift)
+    return before + text[start:end] + after, moved
+
+
 def _append_quote(out: Any, span: Span | None, sources: SourceMap, style: str,
                   indent: str = "") -> None:
     if span is None:
@@ -222,9 +276,10 @@ def _append_quote(out: Any, span: Span | None, sources: SourceMap, style: str,
     text = sources.line(span.file, span.line)
     if text is None:
         return
+    text, span = _quote_window(text.rstrip("\n"), span)
     gutter = f"{span.line:>5} | "
     out.append(f"{indent}{gutter}", style="blue")
-    out.append(text.rstrip("\n") + "\n")
+    out.append(text + "\n")
     prefix, carets = _caret_line(text, span)
     out.append(indent + " " * (len(gutter) - 2) + "| ", style="blue")
     out.append(prefix)
@@ -271,6 +326,6 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], sources: SourceMap,
 
 __all__ = [
     "Diagnostic", "DiagnosticSink", "GraphdslError", "Note", "Severity", "SourceMap", "Span",
-    "did_you_mean", "dump_json", "print_diagnostics", "render", "render_all",
+    "choice_help", "did_you_mean", "dump_json", "print_diagnostics", "render", "render_all", "source_text",
     "suggestion_help", "summary_line", "use_color",
 ]

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import syntax as ast
-from .diagnostics import DiagnosticSink, Note, Span, suggestion_help
+from .diagnostics import (
+    DiagnosticSink,
+    Note,
+    Span,
+    choice_help,
+    source_text,
+    suggestion_help,
+)
 from .ir import LayerRecord, ModelGraph
 from .ops import REGISTRY, load_all
 from .ops.elementwise import OPERATORS
@@ -54,6 +61,8 @@ KERAS_ALIASES = {"learning_rate": "lr", "beta1": "beta_1", "beta2": "beta_2", "e
                  "std": "stddev", "mean_": "mean", "decay": "weight_decay"}
 
 MAX_EXPRESSION_DEPTH = 400
+# Activations whose outputs are probabilities, not logits.
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 MAX_REPEAT = 10_000
 
 
@@ -105,6 +114,7 @@ class LayerValue:
     params: dict[str, Tensor] | None = None
     param_shapes: dict[str, Shape] = field(default_factory=dict)
     calls: int = 0
+    arg_spans: dict[str, Span] = field(default_factory=dict)  # argument -> its value's span
 
 
 @dataclass
@@ -231,7 +241,8 @@ class Elaborator:
     # ---- entry point
     def model(self, definition: Definition) -> ModelGraph:
         node = definition.node
-        self.g = ModelGraph(node.name.name, node.span.file, node.span)
+        # The model's name stands for it in diagnostics about the whole model.
+        self.g = ModelGraph(node.name.name, node.span.file, node.name.span)
         formals = self.bind_formals(node, [], {}, node.span, Scope(definition.namespace, "", {},
                                                                    None, node.name.name))
         self.g.formals = dict(formals)
@@ -355,8 +366,7 @@ class Elaborator:
                                                     named_results[stmt.name.name])])
                     named_results[stmt.name.name] = stmt.name.span
                 value = self.eval(stmt.value, scope)
-                if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None \
-                        and not isinstance(stmt.value, ast.Name):
+                if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None:
                     scope.env[stmt.name.name] = value
                 if not isinstance(value, (Tensor, TupleValue, Poison)):
                     self.sink.error("argument-type", f"an output must be a tensor, got "
@@ -451,8 +461,10 @@ class Elaborator:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             if value is not None:
-                self.sink.error("argument-type", f"`{e.id}` is not an int dimension",
-                                e.span)
+                self.sink.error("argument-type", f"`{e.id}` is not an int dimension: it is "
+                                f"{source_text(value)}", e.span,
+                                help=f"declare the parameter as `{e.id}: int`"
+                                if isinstance(value, float) and value.is_integer() else None)
                 return Sym.named("?")
             return Sym.named(e.id)
         if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*", "//", "/"):
@@ -776,7 +788,7 @@ class Elaborator:
                 return Const(fold(e.op, left.value, right.value), e.span)
             except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
                 self.sink.error("argument-value", f"cannot compute `{e.op}` of "
-                                f"{left.value!r} and {right.value!r}: {exc}", e.span)
+                                f"{source_text(left.value)} and {source_text(right.value)}: {exc}", e.span)
                 return POISON
         if not isinstance(left, (Tensor, Const)) or not isinstance(right, (Tensor, Const)):
             bad = left if not isinstance(left, (Tensor, Const)) else right
@@ -803,7 +815,7 @@ class Elaborator:
                 return Const({"-": lambda x: -x, "+": lambda x: +x,
                               "not": lambda x: not x}[e.op](v.value), e.span)
             except TypeError:
-                self.sink.error("argument-value", f"cannot apply `{e.op}` to {v.value!r}",
+                self.sink.error("argument-value", f"cannot apply `{e.op}` to {source_text(v.value)}",
                                 e.span)
                 return POISON
         if not isinstance(v, Tensor):
@@ -1248,7 +1260,8 @@ class Elaborator:
                     args[a.name] = a.default
         if not ok:
             return POISON
-        layer = LayerValue(op, args, overrides, masks, specs, e.span, trainable)
+        layer = LayerValue(op, args, overrides, masks, specs, e.span, trainable,
+                           arg_spans={name: expr.span for name, (expr, _) in given.items()})
         if "name" in given:
             name_value = self.eval(given["name"][0], scope)
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
@@ -1287,8 +1300,7 @@ class Elaborator:
         record = self.g.layers.get(layer.path or "")
         result = self.make_op(op, inputs, {**layer.args, **call_args}, e.span,
                               params=layer.params, layer=layer.path,
-                              arg_spans={i.name: a.span for i, a in zip(op.inputs, e.args,
-                                                                         strict=False)})
+                              arg_spans={**layer.arg_spans, **argument_spans(op, e)})
         if record is not None and isinstance(result, (Tensor, TupleValue)):
             first_out = result if isinstance(result, Tensor) else result.items[0]
             record.calls.append(first_out.node)
@@ -1297,8 +1309,8 @@ class Elaborator:
     def build_params(self, layer: LayerValue, inputs: list[Tensor | None], span: Span) -> bool:
         op = layer.op
         types = [t.type if t is not None else None for t in inputs]
-        if any(t is not None and t.shape is None for t in types):
-            return False
+        if any(t is not None and (t.shape is None or has_error_dim(t.shape)) for t in types):
+            return False  # already reported
         params: dict[str, Tensor] = {}
         record = LayerRecord(layer.path or "?", op.name, jsonable_args(layer.args), layer.span,
                              trainable=layer.trainable)
@@ -1352,10 +1364,12 @@ class Elaborator:
         init = specs.get("initializer") or default_spec("initializer", default)
         constraint = specs.get("constraint")
         if constraint is not None:
-            self.check_constraint_axis(constraint, shape, span)
+            self.check_constraint_axis(
+                constraint, shape, layer.arg_spans.get(f"{spec.name}_constraint", span))
         mask = layer.masks.get(spec.name)
         if mask is not None:
-            mask = self.check_kernel_mask(mask, shape, span)
+            mask = self.check_kernel_mask(mask, shape,
+                                          layer.arg_spans.get(f"{spec.name}_mask", span))
         self.check_init_shape(init, shape, f"{path}", span)
         t = TensorType("float32", shape)
         node = self.add_node("param:", kind="param", name=path, type=t, role=spec.role,
@@ -1424,8 +1438,8 @@ class Elaborator:
 
     def check_reuse(self, layer: LayerValue, inputs: list[Tensor | None], span: Span) -> bool:
         types = [t.type if t is not None else None for t in inputs]
-        if any(t is not None and t.shape is None for t in types):
-            return False
+        if any(t is not None and (t.shape is None or has_error_dim(t.shape)) for t in types):
+            return False  # already reported
         for spec in layer.op.params:
             if not spec.present(layer.args) or spec.name not in layer.param_shapes:
                 continue
@@ -1482,9 +1496,7 @@ class Elaborator:
         inputs, rest = self.bind_inputs(op, args, keywords, e, call_args=op.args)
         if inputs is None:
             return POISON
-        return self.make_op(op, inputs, rest, e.span,
-                            arg_spans={i.name: a.span for i, a in zip(op.inputs, e.args,
-                                                                       strict=False)})
+        return self.make_op(op, inputs, rest, e.span, arg_spans=argument_spans(op, e))
 
     def bind_inputs(self, op: OpDef, args: list[Any], keywords: dict[str, tuple[Any, Any]],
                     e: ast.Call, call_args: Sequence[Arg]) -> tuple[Any, dict[str, Any]]:
@@ -1607,11 +1619,12 @@ class Elaborator:
         converted = convert(arg.kind, v)
         if converted is _BAD:
             self.sink.error("argument-type", f"`{arg.name}` of `{op.name}` takes "
-                            f"{kind_words(arg)}, got {v!r}", span)
+                            f"{kind_words(arg)}, got {source_text(v)}", span)
             return POISON
         if arg.choices is not None and converted not in arg.choices:
             self.sink.error("argument-value", f"`{arg.name}` of `{op.name}` must be one of "
-                            f"{', '.join(map(repr, arg.choices))}, got {converted!r}", span)
+                            f"{', '.join(map(source_text, arg.choices))}, got {source_text(converted)}",
+                            span, help=choice_help(converted, arg.choices))
             return POISON
         if arg.kind in ("int", "ints") and arg.name in ("units", "filters", "num_heads",
                                                          "key_dim", "input_dim", "output_dim",
@@ -1694,7 +1707,7 @@ class Elaborator:
                         not isinstance(value.value, (int, float)) or isinstance(value.value,
                                                                                  bool)):
                     self.sink.error("argument-type", f"`{pname}` of `{name}` is a number, got "
-                                    f"{value.value!r}", vspan)
+                                    f"{source_text(value.value)}", vspan)
                     return POISON
                 out[pname] = float(value.value) if isinstance(default, float) else value.value
             elif default is REQUIRED:
@@ -1704,12 +1717,12 @@ class Elaborator:
                 out[pname] = default
         if kind == "constraint" and out.get("mode") not in ("project", "reparam"):
             self.sink.error("argument-value", f"`mode` of `{name}` is \"project\" or "
-                            f"\"reparam\", got {out.get('mode')!r}", span)
+                            f"\"reparam\", got {source_text(out.get('mode'))}", span)
             return POISON
         if name == "from_file":
             path = os.path.normpath(os.path.join(self.base_dir, str(out["path"])))
             if not os.path.isfile(path) and not self.missing_files_ok:
-                self.sink.error("argument-value", f"`from_file`: no file {out['path']!r}", span,
+                self.sink.error("argument-value", f"`from_file`: no file {source_text(out['path'])}", span,
                                 help=f"paths are relative to the program: looked at {path}")
                 return POISON
             out["path"] = path
@@ -1740,14 +1753,14 @@ class Elaborator:
         except (ValueError, TypeError):
             arr = None
         if arr is None or arr.dtype == object or arr.dtype.kind not in "biuf":
-            self.sink.error("argument-type", f"{c.value!r} is not a number or a regular nested "
+            self.sink.error("argument-type", f"{source_text(c.value)} is not a number or a regular nested "
                             "list of numbers", c.span)
             return POISON
         if dtype is None or dtype == "bool" and arr.dtype.kind != "b":
             dtype = {"b": "bool", "i": "int32", "u": "int32", "f": "float32"}[arr.dtype.kind]
         if dtype in ("int8", "int16", "int32", "int64", "uint8") and arr.dtype.kind == "f" \
                 and not np.all(arr == np.round(arr)):
-            self.sink.error("dtype-mismatch", f"{c.value!r} is not an integer, but the "
+            self.sink.error("dtype-mismatch", f"{source_text(c.value)} is not an integer, but the "
                             f"other operand is {dtype}", c.span,
                             help="cast the tensor to float32 first")
             return POISON
@@ -1772,6 +1785,10 @@ class Elaborator:
                 if problem:
                     help_text = "ids must be integers: declare the input as int32" \
                         if op.name == "Embedding" else f"convert with cast(..., {problem[1]})"
+                    if slot.name == "where" and v.type.is_float and \
+                            op.input_named("sample_weight") is not None:
+                        help_text = "`where` selects samples with a bool mask; to weight " \
+                            "samples, pass the weights as `sample_weight = ...`"
                     self.sink.error("dtype-mismatch", f"`{op.name}` requires {problem[0]} "
                                     f"`{slot.name}`, got {v.type}",
                                     arg_spans.get(slot.name, span),
@@ -1802,8 +1819,10 @@ class Elaborator:
                 for _k, v in inputs.items():
                     if isinstance(v, Tensor) and v is not culprit and not notes:
                         notes = self.origin_notes(v)
-            self.sink.error(exc.code, exc.message if exc.message.startswith("`") else
-                            f"`{op.name}`: {exc.message}", where, notes=notes, help=exc.help)
+            # `x[:, 12]` is written with brackets: the op's internal name means nothing there.
+            plain = exc.message.startswith("`") or op.name == "getitem"
+            self.sink.error(exc.code, exc.message if plain else f"`{op.name}`: {exc.message}",
+                            where, notes=notes, help=exc.help)
             return POISON
         node = self.add_node("op:", kind="op", op=op.name, args=dict(args), layer=layer,
                              span=span, types=())
@@ -1818,8 +1837,31 @@ class Elaborator:
         outs = list(result) if isinstance(result, tuple) else [result]
         outs = self.output_masks(op, call, inputs, outs, span)
         self.g.node(node)["types"] = tuple(outs)
+        if args.get("from_logits") is True and isinstance(inputs.get("pred"), Tensor):
+            self.warn_probabilities_as_logits(op, inputs["pred"],
+                                              arg_spans.get("from_logits", span))
         tensors = [Tensor(node, i, t, span) for i, t in enumerate(outs)]
         return tensors[0] if len(tensors) == 1 else TupleValue(tensors, span)
+
+    def warn_probabilities_as_logits(self, op: OpDef, pred: Tensor, span: Span) -> None:
+        """`from_logits = true` on a softmax or sigmoid output applies the activation twice:
+        training runs, but the loss saturates and learns slowly (Keras warns as well)."""
+        data = self.g.node(pred.node)
+        if data.get("kind") != "op":
+            return
+        activation = data["args"].get("activation")
+        if data["op"] in PROBABILITY_ACTIVATIONS:
+            made_by = f"`{data['op']}`"
+        elif isinstance(activation, Spec) and activation.name in PROBABILITY_ACTIVATIONS:
+            made_by = f"`{data['op']}` with `activation = {activation.name}`"
+        else:
+            return
+        self.sink.warning(
+            "from-logits-mismatch", f"`{op.name}` is told `from_logits = true`, but its "
+            f"prediction is the output of {made_by}: probabilities, not logits", span,
+            notes=[Note("the activation is applied here", data.get("span"))],
+            help="give the loss the values before the activation (the logits), or write "
+                 "`from_logits = false`")
 
     def align_where(self, op: OpDef, inputs: dict[str, Any], span: Span) -> None:
         """A padding mask [B, T] given as `where` of x [B, T, d] selects whole steps: it gets
@@ -1988,11 +2030,19 @@ def article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
+def argument_spans(op: OpDef, e: ast.Call) -> dict[str, Span]:
+    """Where each input or argument of a call is written: positional arguments by the op's
+    inputs in order, keywords by name (the value, as for a positional argument)."""
+    spans = {i.name: a.span for i, a in zip(op.inputs, e.args, strict=False)}
+    spans.update((k.name, k.value.span) for k in e.keywords)
+    return spans
+
+
 def describe(v: Any) -> str:
     if isinstance(v, Tensor):
         return f"a tensor {v.type}"
     if isinstance(v, Const):
-        return repr(v.value) if not isinstance(v.value, bool) else str(v.value).lower()
+        return source_text(v.value)
     if isinstance(v, LayerValue):
         return f"a `{v.op.name}` layer"
     if isinstance(v, Instance):

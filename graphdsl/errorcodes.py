@@ -5,7 +5,8 @@ from __future__ import annotations
 # code -> one-line meaning. Codes never change once published; add, never rename.
 CODES: dict[str, str] = {
     # reading files
-    "bad-file": "the file cannot be read as graphdsl source (missing, a directory, binary, not UTF-8)",
+    "bad-file": "the file cannot be read as graphdsl source (missing, a directory, binary, "
+                "not UTF-8, empty)",
     "import-error": "an imported file is missing, unreadable, or imports itself in a cycle",
     # syntax
     "syntax": "the text does not follow the grammar",
@@ -37,6 +38,8 @@ CODES: dict[str, str] = {
     # losses, metrics and training
     "loss-not-scalar": "a loss term that does not reduce to a scalar",
     "no-loss": "a model that is trained has no loss",
+    "from-logits-mismatch": "a loss told `from_logits = true` receives probabilities (the "
+                            "output of a softmax or sigmoid)",
     "optimizer-coverage": "a trainable parameter that no optimizer group covers",
     "optimizer-shadowed": "an optimizer pattern that covers no parameter not already covered",
     "train-setting": "a train block setting with a wrong name, kind or value",

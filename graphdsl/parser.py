@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -322,9 +323,10 @@ def _describe_expected(parser: lark.Lark, expected: set[str]) -> str:
     return ", ".join(ordered[:-1]) + " or " + ordered[-1]
 
 
-def _unclosed_bracket(text: str, line: int, column: int, file: str) -> Span | None:
-    """The innermost bracket still open at (line, column), if it opened on an earlier line."""
-    stack: list[tuple[int, int]] = []
+def _open_brackets(text: str, line: int, column: int) -> list[tuple[str, int, int]]:
+    """The brackets still open just before (line, column), innermost last, as (bracket,
+    line, column); strings and comments are skipped."""
+    stack: list[tuple[str, int, int]] = []
     lines = text.split("\n")
     for number, content in enumerate(lines[:line], start=1):
         in_string = escaped = False
@@ -342,29 +344,80 @@ def _unclosed_bracket(text: str, line: int, column: int, file: str) -> Span | No
                 break
             if ch == '"':
                 in_string = True
-            elif ch in "([":
-                stack.append((number, col))
-            elif ch in ")]" and stack:
+            elif ch in "([{":
+                stack.append((ch, number, col))
+            elif ch in ")]}" and stack:
                 stack.pop()
-    if stack and stack[-1][0] < line:
-        open_line, open_col = stack[-1]
+    return stack
+
+
+def _unclosed_bracket(text: str, line: int, column: int, file: str) -> Span | None:
+    """The innermost `(` or `[` still open at (line, column), if it opened on an earlier
+    line."""
+    stack = _open_brackets(text, line, column)
+    if stack and stack[-1][0] in "([" and stack[-1][1] < line:
+        _, open_line, open_col = stack[-1]
         return Span(file, open_line, open_col, open_line, open_col + 1)
     return None
+
+
+def _open_brace(text: str, line: int, column: int, file: str) -> tuple[str, Span] | None:
+    """The definition whose `{` is still open at (line, column): its header (`model M {`)
+    and the brace's span."""
+    stack = _open_brackets(text, line, column)
+    if not stack or stack[-1][0] != "{":
+        return None
+    _, open_line, open_col = stack[-1]
+    header = " ".join(text.split("\n")[open_line - 1][:open_col].split())
+    if len(header) > 60:
+        header = header[:27] + " ... " + header[-28:]
+    return header, Span(file, open_line, open_col, open_line, open_col + 1)
 
 
 _CONTINUES = ("+", "-", "*", "/", "@", "%", "=", ",", "(", "[", ":", "and", "or", "not", "**")
 
 
-def _previous_code_line(text: str, token: Token) -> tuple[int, str] | None:
-    """The line before ``token``, when ``token`` starts its line and that line ends mid-expression."""
+def _code_of(line: str) -> str:
+    """A line without its comment (a `#` inside a string stays)."""
+    in_string = escaped = False
+    for i, ch in enumerate(line):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "#":
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def _starts_line(text: str, token: Token) -> bool:
     lines = text.split("\n")
     line = token.line or 1
-    if line - 1 >= len(lines) or lines[line - 1][: (token.column or 1) - 1].strip():
+    return line - 1 < len(lines) and not lines[line - 1][: (token.column or 1) - 1].strip()
+
+
+def _previous_code(text: str, token: Token) -> tuple[int, str] | None:
+    """The last line with code before ``token``'s line, without its comment."""
+    lines = text.split("\n")
+    for number in range((token.line or 1) - 1, 0, -1):
+        code = _code_of(lines[number - 1])
+        if code.strip():
+            return number, code
+    return None
+
+
+def _previous_code_line(text: str, token: Token) -> tuple[int, str] | None:
+    """The line before ``token``, when ``token`` starts its line and that line ends mid-expression."""
+    if not _starts_line(text, token):
         return None
-    for number in range(line - 1, 0, -1):
-        code = lines[number - 1].split("#", 1)[0].rstrip()
-        if code:
-            return (number, code) if code.endswith(_CONTINUES) else None
+    previous = _previous_code(text, token)
+    if previous is not None and previous[1].endswith(_CONTINUES):
+        return previous
     return None
 
 
@@ -418,10 +471,13 @@ def _bracket_depth_error(text: str, file: str) -> Span | None:
     return None
 
 
-def _blank_line(text: str, line: int) -> str:
+def _blank_lines(text: str, first: int, last: int | None = None) -> str:
+    """The text with lines first..last (inclusive) made blank: line and column numbers of
+    everything else stay as they were."""
     lines = text.split("\n")
-    if 1 <= line <= len(lines):
-        lines[line - 1] = " " * len(lines[line - 1])
+    for number in range(max(first, 1), min(last if last is not None else first,
+                                           len(lines)) + 1):
+        lines[number - 1] = " " * len(lines[number - 1])
     return "\n".join(lines)
 
 
@@ -434,7 +490,6 @@ def parse(text: str, file: str, sink: DiagnosticSink) -> ast.Module | None:
         return None
     parser = _parser()
     attempt = text
-    blanked: set[int] = set()
     errors = 0
     max_errors = MAX_SYNTAX_ERRORS if len(text) <= RECOVERY_SIZE_LIMIT else 1
     while True:
@@ -442,12 +497,10 @@ def parse(text: str, file: str, sink: DiagnosticSink) -> ast.Module | None:
             tree = parser.parse(attempt)
         except lark.exceptions.UnexpectedInput as exc:
             errors += 1
-            lines = _report_syntax_error(exc, parser, attempt, file, sink)
-            if errors >= max_errors or not lines or lines <= blanked:
+            retry = _report_syntax_error(exc, parser, attempt, file, sink)
+            if errors >= max_errors or retry is None or retry == attempt:
                 return None
-            blanked |= lines
-            for number in lines:
-                attempt = _blank_line(attempt, number)
+            attempt = retry
             continue
         if errors:
             return None
@@ -461,56 +514,168 @@ def parse(text: str, file: str, sink: DiagnosticSink) -> ast.Module | None:
         return module
 
 
+# What may stand between definitions, and what may start a statement in a body.
+_TOP_LEVEL = frozenset({"MODEL", "BLOCK", "TRAIN", "IMPORT", "FROM", "$END"})
+_STATEMENT_STARTS_TOKENS = frozenset({"INPUT", "TARGET", "LAYER", "PARAM", "OUTPUT", "LOSS",
+                                      "METRIC", "INFERENCE", "OPTIMIZER", "FREEZE", "RESTORE",
+                                      "RBRACE"})
+_TOP_LEVEL_LINE = re.compile(r"\s*(model|block|train|import|from)\b")
+_BLOCK_AS_LAYER = re.compile(r"\s*block\s+([A-Za-z_]\w*)\s*=\s*(.+)$")
+
+
+def _acceptable(exc: lark.exceptions.UnexpectedToken) -> set[str]:
+    """The tokens that could really come next. LALR merges lookaheads, so ``exc.expected``
+    also lists tokens that only fit in other contexts (`constrain` after an `input`
+    statement); the interactive parser tries each one."""
+    interactive = exc.interactive_parser
+    if interactive is None:
+        return set(exc.expected)
+    return set(interactive.accepts()) or set(exc.expected)
+
+
 def _report_syntax_error(exc: lark.exceptions.UnexpectedInput, parser: lark.Lark, text: str,
-                         file: str, sink: DiagnosticSink) -> set[int]:
-    """Report one syntax error; return the lines to blank before trying again."""
+                         file: str, sink: DiagnosticSink) -> str | None:
+    """Report one syntax error; return the text to parse again to find the next one (the
+    erroneous part blanked out), or None to stop."""
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         span = Span(file, exc.line, exc.column, exc.line, exc.column + 1)
         char = exc.char
         shown = repr(char) if not char.isprintable() or char.isspace() else f"`{char}`"
         sink.error("syntax", f"unexpected character {shown}", span,
                    help=_character_help(char))
-        return {exc.line}
+        return _blank_lines(text, exc.line)
     if isinstance(exc, lark.exceptions.UnexpectedToken):
-        token = exc.token
-        expected_names = set(exc.expected)
-        if token.type == "$END":
-            span = _end_span(text, file)
-            opened = _unclosed_bracket(text, span.line + 1, 1, file)
-            if opened is not None:
-                sink.error("syntax", "this bracket is never closed", opened,
-                           help="add the closing bracket")
-            else:
-                sink.error("syntax", "unexpected end of file; expected "
-                           + _describe_expected(parser, expected_names), span,
-                           help="a `}` may be missing")
-            return set()
-        opened = _unclosed_bracket(text, token.line or 1, token.column or 1, file)
-        if opened is not None and expected_names & {"RPAR", "RSQB", "COMMA"}:
-            sink.error("syntax", "this bracket is never closed", opened,
-                       notes=[Note(f"the statement goes on until {_describe_token(token)}",
-                                   _token_span(file, token))],
-                       help="add the closing bracket")
-            return set(range(opened.line, (token.line or opened.line) + 1)) - {token.line or 0} \
-                or {opened.line}
-        previous = _previous_code_line(text, token)
-        if previous is not None:
-            number, content = previous
-            end = len(content.rstrip()) + 1
-            sink.error("syntax", f"the statement is incomplete before {_describe_token(token)}",
-                       Span(file, number, end, number, end + 1),
-                       notes=[Note("the next statement starts here", _token_span(file, token))],
-                       help="finish the expression, or remove the trailing operator")
-            return {number}
-        span = _token_span(file, token)
-        message = (f"unexpected {_describe_token(token)}; expected "
-                   + _describe_expected(parser, expected_names))
-        sink.error("syntax", message, span, help=_token_help(token, expected_names))
-        return {token.line} if token.line else set()
+        return _report_unexpected_token(exc, parser, text, file, sink)
     line = getattr(exc, "line", 1) or 1
     column = getattr(exc, "column", 1) or 1
     sink.error("syntax", str(exc).splitlines()[0], Span(file, line, column, line, column + 1))
-    return {line}
+    return _blank_lines(text, line)
+
+
+def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.Lark,
+                             text: str, file: str, sink: DiagnosticSink) -> str | None:
+    token = exc.token
+    expected = _acceptable(exc)
+    if token.type == "$END":
+        _report_end_of_file(text, file, expected, parser, sink)
+        return None
+    line = token.line or 1
+    span = _token_span(file, token)
+    if expected <= _TOP_LEVEL:
+        # Between definitions: skip to the next line that starts one.
+        sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
+                   + _describe_expected(parser, expected), span,
+                   help=_top_level_help(token))
+        lines = text.split("\n")
+        following = next((n for n in range(line + 1, len(lines) + 1)
+                          if _TOP_LEVEL_LINE.match(lines[n - 1])), len(lines) + 1)
+        return _blank_lines(text, line, following - 1)
+    opened = _unclosed_bracket(text, line, token.column or 1, file)
+    if opened is not None and expected & {"RPAR", "RSQB", "COMMA"}:
+        sink.error("syntax", "this bracket is never closed", opened,
+                   notes=[Note(f"the statement goes on until {_describe_token(token)}", span)],
+                   help="add the closing bracket")
+        return _blank_lines(text, opened.line, line - 1) if line > opened.line else \
+            _blank_lines(text, opened.line)
+    if token.type in _TOP_LEVEL and "RBRACE" in expected:
+        retry = _definition_inside_body(token, text, file, sink)
+        if retry is not None:
+            return retry
+    previous = _previous_code_line(text, token)
+    if previous is not None:
+        number, content = previous
+        end = len(content.rstrip()) + 1
+        sink.error("syntax", f"the statement is incomplete before {_describe_token(token)}",
+                   Span(file, number, end, number, end + 1),
+                   notes=[Note("the next statement starts here", span)],
+                   help="finish the expression, or remove the trailing operator")
+        return _blank_lines(text, number)
+    if _starts_line(text, token) and not expected & (_STATEMENT_STARTS_TOKENS | _TOP_LEVEL):
+        earlier = _previous_code(text, token)
+        if earlier is not None:
+            return _report_incomplete_statement(earlier, token, expected, parser, text, file,
+                                                sink)
+    sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
+               + _describe_expected(parser, expected), span, help=_token_help(token, expected))
+    return _blank_lines(text, line)
+
+
+def _report_end_of_file(text: str, file: str, expected: set[str], parser: lark.Lark,
+                        sink: DiagnosticSink) -> None:
+    span = _end_span(text, file)
+    stack = _open_brackets(text, span.line + 1, 1)
+    if stack and stack[-1][0] == "{":
+        header, brace = _open_brace(text, span.line + 1, 1, file) or ("{", span)
+        sink.error("syntax", f"unexpected end of file: `{header}` is never closed", span,
+                   notes=[Note("the `{` is here", brace)],
+                   help="add the closing `}`")
+        return
+    if stack:
+        _, open_line, open_col = stack[-1]
+        sink.error("syntax", "this bracket is never closed",
+                   Span(file, open_line, open_col, open_line, open_col + 1),
+                   help="add the closing bracket")
+        return
+    sink.error("syntax", "unexpected end of file; expected "
+               + _describe_expected(parser, expected), span)
+
+
+def _definition_inside_body(token: Token, text: str, file: str,
+                            sink: DiagnosticSink) -> str | None:
+    """`block trunk = Encoder()` in a model, or the next definition while one is open."""
+    line = token.line or 1
+    span = _token_span(file, token)
+    content = text.split("\n")[line - 1]
+    as_layer = _BLOCK_AS_LAYER.match(_code_of(content)) if token.type == "BLOCK" else None
+    if as_layer is not None:
+        name, value = as_layer.group(1), as_layer.group(2).strip()
+        opened = _open_brace(text, line, token.column or 1, file)
+        inside = f"a {opened[0].split()[0]}" if opened else "a definition"
+        sink.error("syntax", f"unexpected `block` inside {inside}", span,
+                   help=f"a layer (or a block used as a layer) is named with `layer {name} = "
+                   f"{value}`; `block` defines one at the top level")
+        return _blank_lines(text, line)
+    opened = _open_brace(text, line, token.column or 1, file)
+    if opened is None or not _starts_line(text, token):
+        return None
+    header, brace = opened
+    sink.error("syntax", f"`{header}` is never closed: `{token}` starts a new definition",
+               span, notes=[Note("the `{` is here", brace)],
+               help="add the closing `}` before it")
+    # Close the open definition just before the token, keeping every position.
+    offset = sum(len(x) + 1 for x in text.split("\n")[: line - 1]) + (token.column or 1) - 1
+    if offset > 0 and text[offset - 1] in " \t":
+        return text[: offset - 1] + "}" + text[offset:]
+    return text[:offset] + "}" + text[offset:]
+
+
+def _report_incomplete_statement(earlier: tuple[int, str], token: Token, expected: set[str],
+                                 parser: lark.Lark, text: str, file: str,
+                                 sink: DiagnosticSink) -> str:
+    """The statement before ``token`` stops short: report it where it stops."""
+    number, code = earlier
+    end = len(code) + 1
+    where = Span(file, number, end, number, end + 1)
+    last = re.search(r"(\w+|\S)$", code)
+    word = last.group(1) if last else ""
+    next_statement = [Note("the next statement starts here", _token_span(file, token))]
+    if expected == {"LSQB"} and re.search(r":\s*\w+$", code):
+        sink.error("syntax", f"a tensor type needs its shape in brackets: expected `[` after "
+                   f"`{word}`", where,
+                   help=f"`{word}[...]` lists the dimensions; `{word}[]` is a scalar")
+    else:
+        sink.error("syntax", "the statement is incomplete: expected "
+                   + _describe_expected(parser, expected) + f" after `{word}`", where,
+                   notes=next_statement)
+    return _blank_lines(text, number)
+
+
+def _top_level_help(token: Token) -> str | None:
+    if str(token) in ("def", "class", "function", "fn", "struct"):
+        return "a model is defined with `model Name { ... }`, a block with `block Name { ... }`"
+    if str(token) == "}":
+        return "this `}` closes nothing"
+    return None
 
 
 def _character_help(char: str) -> str | None:

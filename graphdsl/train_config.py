@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import syntax as ast
-from .diagnostics import DiagnosticSink, Note, suggestion_help
+from .diagnostics import DiagnosticSink, Note, source_text, suggestion_help
 from .ir import ModelGraph, TrainConfig
 from .ops.specs import Spec
 from .patterns import matches
@@ -96,9 +96,9 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             if not hits:
                 sink.warning("optimizer-shadowed", f"`freeze {stmt.pattern.text}` matches no "
                              "parameter", stmt.pattern.span,
-                             help=suggestion_help(stmt.pattern.text,
-                                                  [graph.node(p)["name"] for p in
-                                                   graph.param_nodes()]))
+                             help=pattern_help(stmt.pattern.text,
+                                               [graph.node(p)["name"] for p in
+                                                graph.param_nodes()]))
             for p in hits:
                 graph.node(p)["trainable"] = False
         elif isinstance(stmt, ast.RestoreStmt):
@@ -144,7 +144,8 @@ def _value_problem(name: str, v: Any) -> str | None:
     if name == "validation" and not 0 <= v < 1:
         return f"must be in [0, 1), got {v}"
     if name in CHOICES and v not in CHOICES[name]:
-        return f"must be one of {', '.join(CHOICES[name])}, got {v!r}"
+        return (f"must be one of {', '.join(map(source_text, CHOICES[name]))}, got "
+                f"{source_text(v)}")
     return None
 
 
@@ -173,6 +174,22 @@ def _check_group_reach(config: TrainConfig, graph: ModelGraph, sink: DiagnosticS
                        span, help="give the group a loss that uses them, or freeze them")
 
 
+def pattern_help(pattern: str, names: list[str]) -> str | None:
+    """`did you mean `encoder.*`?` for a pattern that matches nothing: the candidates are the
+    parameter names cut to the pattern's shape (its `*` segments kept), so the suggestion
+    is a pattern of the same form, and one that matches."""
+    parts = pattern.split(".")
+    candidates: set[str] = set()
+    for name in names:
+        segments = name.split(".")
+        if len(segments) < len(parts):
+            continue
+        shaped = [p if p == "*" else s for p, s in zip(parts, segments, strict=False)]
+        candidates.add(".".join(shaped))
+    return suggestion_help(pattern, [c for c in candidates
+                                     if any(matches(c, n) for n in names)])
+
+
 def _assign_groups(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink) -> None:
     """Each trainable parameter joins the first optimizer pattern that matches its name."""
     trainable = [graph.node(p)["name"] for p in graph.trainable_params()]
@@ -187,7 +204,7 @@ def _assign_groups(config: TrainConfig, graph: ModelGraph, sink: DiagnosticSink)
         if not hits:
             sink.warning("optimizer-shadowed", f"optimizer pattern `{pattern}` matches no "
                          "trainable parameter", span,
-                         help=suggestion_help(pattern, trainable))
+                         help=pattern_help(pattern, trainable))
         elif not new:
             sink.warning("optimizer-shadowed", f"optimizer pattern `{pattern}` only matches "
                          "parameters that an earlier pattern already covers", span)

@@ -56,8 +56,9 @@ class TorchEngine:
         self.module: GraphModule = build_module(model, seed=int(settings["seed"]),
                                                 program_models=program.models)
         self.module.to(self.device)
-        self.runner: Any = torch.compile(self.module, fullgraph=True) if settings.compile \
-            else self.module
+        # torch.compile compiles `forward`; training runs the loss pass, so compile that.
+        self.compute_losses: Any = torch.compile(self.module.compute_losses, fullgraph=True) \
+            if settings.compile else self.module.compute_losses
         tensors = self.module.canonical_tensors()
         trainable = [model.node(p)["name"] for p in model.trainable_params()]
         taken: set[str] = set()
@@ -87,7 +88,7 @@ class TorchEngine:
         targets = self._tensors(batch, self.module.target_names)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            return self.runner.compute_losses(inputs, targets)  # type: ignore[no-any-return]
+            return self.compute_losses(inputs, targets)  # type: ignore[no-any-return]
 
     @staticmethod
     def _result(result: LossResult) -> StepResult:

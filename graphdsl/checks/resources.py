@@ -6,13 +6,29 @@ from __future__ import annotations
 from ..diagnostics import DiagnosticSink
 from ..ir import ModelGraph
 
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
+
+def human_bytes(n: float, decimal: bool = False) -> str:
+    base, units = (1000, DECIMAL_UNITS) if decimal else (1024, BINARY_UNITS)
+    for unit in units:
+        if n < base or unit == units[-1]:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
+        n /= base
+    raise AssertionError("unreachable")
+
+
+def limit_text(limit: int) -> tuple[str, bool]:
+    """A limit as the user most likely wrote it (`1 MB`, `8 GiB`), and whether its unit is
+    decimal, so that sizes compared with it are shown in the same kind of unit."""
+    for exponent in range(len(BINARY_UNITS) - 1, 0, -1):
+        if limit % 1024**exponent == 0:
+            return f"{limit // 1024**exponent} {BINARY_UNITS[exponent]}", False
+    for exponent in range(len(DECIMAL_UNITS) - 1, 0, -1):
+        if limit % 1000**exponent == 0:
+            return f"{limit // 1000**exponent} {DECIMAL_UNITS[exponent]}", True
+    return f"{limit:,} bytes", True
 
 
 def parse_bytes(text: str) -> int:
@@ -32,9 +48,10 @@ def check_memory(graph: ModelGraph, sink: DiagnosticSink, limit: int) -> None:
     # Training holds the parameters, their gradients and two Adam moments.
     training = weights + 3 * 4 * graph.trainable_count if graph.losses else weights
     if training > limit:
+        shown_limit, decimal = limit_text(limit)
         sink.error("memory-limit",
-                   f"model `{graph.name}` needs about {human_bytes(training)} for its "
+                   f"model `{graph.name}` needs about {human_bytes(training, decimal)} for its "
                    f"{graph.parameter_count:,} parameters"
                    + (" with gradients and optimizer state" if graph.losses else "")
-                   + f", over the limit of {human_bytes(limit)}", graph.span,
+                   + f", over the limit of {shown_limit}", graph.span,
                    help="shrink the model, or raise the limit with --memory-limit")

@@ -29,8 +29,9 @@ def _mha(call: OpCall) -> TensorType:
     if call.has("attention_mask"):
         m = call.shape("attention_mask")
         if len(m) != 3 or m[1] != q[1] or m[2] != v[1]:
-            raise ShapeError(f"`attention_mask` must be [batch, {q[1]}, {v[1]}], got "
-                             f"{call.input('attention_mask')}", "attention_mask")
+            raise ShapeError(f"`attention_mask` must be [{q[0]}, {q[1]}, {v[1]}] (batch, query "
+                             f"steps, key steps), got {call.input('attention_mask')}",
+                             "attention_mask")
     out_dim = call.args["output_shape"] or q[2]
     return TensorType("float32", (q[0], q[1], out_dim))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..diagnostics import choice_help, source_text
 from ..types import ShapeError, TensorType
 from .core import last_dim_of
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
@@ -12,19 +13,22 @@ _PADDING_DOC = ('"valid", "same" (TensorFlow arithmetic: out = ceil(in / stride)
                 '(p zeros on both sides)')
 
 
-def _padding(value: object, causal_ok: bool) -> object:
+def _padding(call: OpCall, causal_ok: bool) -> object:
+    value = call.args["padding"]
     allowed = ("valid", "same", "causal") if causal_ok else ("valid", "same")
     if value in allowed or (isinstance(value, int) and value >= 0):
         return value
-    raise ShapeError(f"`padding` must be one of {', '.join(map(repr, allowed))} or an int, "
-                     f"got {value!r}", "padding", code="argument-value")
+    raise ShapeError(f"`padding` of `{call.op.name}` must be one of "
+                     f"{', '.join(map(source_text, allowed))} or an int, got "
+                     f"{source_text(value)}", "padding", code="argument-value",
+                     help=choice_help(value, allowed))
 
 
 def _conv1d(call: OpCall) -> TensorType:
     b, length, _ = call.shape("x", exact_rank=3)
     a = call.args
     out = conv_length(length, a["kernel_size"], a["strides"], a["dilation_rate"],
-                      _padding(a["padding"], True))
+                      _padding(call, True))
     return TensorType("float32", (b, out, a["filters"]))
 
 
@@ -55,7 +59,7 @@ def _conv2d(call: OpCall) -> TensorType:
     kh, kw = as_pair(a["kernel_size"], "kernel_size")
     sh, sw = as_pair(a["strides"], "strides")
     dh, dw = as_pair(a["dilation_rate"], "dilation_rate")
-    pad = _padding(a["padding"], False)
+    pad = _padding(call, False)
     return TensorType("float32", (b, conv_length(h, kh, sh, dh, pad),
                                   conv_length(w, kw, sw, dw, pad), a["filters"]))
 
@@ -79,7 +83,7 @@ def _pool1d(call: OpCall) -> TensorType:
     b, length, c = call.shape("x", exact_rank=3)
     a = call.args
     stride = a["strides"] or a["pool_size"]
-    out = conv_length(length, a["pool_size"], stride, 1, _padding(a["padding"], False))
+    out = conv_length(length, a["pool_size"], stride, 1, _padding(call, False))
     return TensorType(call.input("x").dtype, (b, out, c))
 
 
@@ -88,7 +92,7 @@ def _pool2d(call: OpCall) -> TensorType:
     a = call.args
     ph, pw = as_pair(a["pool_size"], "pool_size")
     sh, sw = as_pair(a["strides"] or a["pool_size"], "strides")
-    pad = _padding(a["padding"], False)
+    pad = _padding(call, False)
     return TensorType(call.input("x").dtype,
                       (b, conv_length(h, ph, sh, 1, pad), conv_length(w, pw, sw, 1, pad), c))
 

@@ -11,7 +11,7 @@ gradient), and unweighted losses are the plain mean over valid samples.
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType, broadcast
+from ..types import ShapeError, TensorType, broadcast, shape_str
 from .registry import Arg, In, OpCall, OpDef, register
 
 SCALAR = TensorType("float32", ())
@@ -46,8 +46,8 @@ def _check_weights(call: OpCall, samples: tuple) -> None:
                 if broadcast(samples, shape) != tuple(samples):
                     raise ShapeError("")
             except ShapeError:
-                raise ShapeError(f"`{name}` of shape {list(map(str, shape))} does not fit the "
-                                 f"per-sample losses of shape {list(map(str, samples))}",
+                raise ShapeError(f"`{name}` of shape {shape_str(shape)} does not fit the "
+                                 f"per-sample losses of shape {shape_str(samples)}",
                                  name) from None
 
 

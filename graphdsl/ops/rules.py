@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..diagnostics import source_text
 from ..types import Dim, Shape, ShapeError, TensorType, dim_add, dim_floordiv, dim_mul, dim_sub
 from .registry import OpCall
 
@@ -68,5 +69,5 @@ def as_pair(value: object, name: str) -> tuple[int, int]:
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int)
                                                                     for v in value):
         return (int(value[0]), int(value[1]))
-    raise ShapeError(f"`{name}` must be an int or a pair of ints, got {value!r}", name,
+    raise ShapeError(f"`{name}` must be an int or a pair of ints, got {source_text(value)}", name,
                      code="argument-value")

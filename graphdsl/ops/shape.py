@@ -172,12 +172,12 @@ register(OpDef("mask_of", "shape", "function",
                canonical="resolved at compile time to the mask tensor itself"))
 
 
-def _index_dim(d: Dim, item: tuple, position: int) -> Dim | None:
+def _index_dim(d: Dim, item: tuple, position: int, axis: int) -> Dim | None:
     """The size of one axis after an index (None: the axis goes) or a slice."""
     if item[0] == "index":
         i = item[1]
         if isinstance(d, int) and not -d <= i < d:
-            raise ShapeError(f"index {i} is out of range for an axis of size {d}", position,
+            raise ShapeError(f"index {i} is out of range for axis {axis} of size {d}", position,
                              code="argument-value")
         return None
     _, start, stop, step = item
@@ -214,7 +214,7 @@ def _getitem(call: OpCall) -> TensorType:
         if item[0] == "newaxis":
             out.append(1)
             continue
-        size = _index_dim(shape[axis], item, position)
+        size = _index_dim(shape[axis], item, position, axis)
         if size is not None:
             out.append(size)
         axis += 1

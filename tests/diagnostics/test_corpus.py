@@ -404,12 +404,15 @@ def cases_for(code: str) -> list[Path]:
 
 
 def framework_tests_mentioning(code: str) -> list[Path]:
+    """Test files outside tests/core and tests/diagnostics that check for ``code``: as a
+    string (`d.code == "bad-data"`) or as rendered output (`"[non-finite-loss]" in stderr`)."""
     tests = REPO / "tests"
     found = []
     for path in sorted(tests.rglob("*.py")):
         if path.is_relative_to(tests / "core") or path.is_relative_to(tests / "diagnostics"):
             continue
-        if path.name.startswith("test_") and f'"{code}"' in path.read_text(encoding="utf-8"):
+        text = path.read_text(encoding="utf-8")
+        if path.name.startswith("test_") and (f'"{code}"' in text or f'"[{code}]"' in text):
             found.append(path)
     return found
 

@@ -25,8 +25,34 @@ from ..torch.conftest import EXAMPLES, example_source, shrink_source
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["EXAMPLES", "ROOT", "example_keras", "example_text", "keras_model", "run_cli",
-           "snapshot"]
+__all__ = ["EXAMPLES", "ROOT", "TINY_LM", "example_keras", "example_text", "keras_model",
+           "run_cli", "snapshot", "write_tiny_lm"]
+
+# A tied LSTM language model small enough for command-line runs: two loss terms (the task
+# and a weight penalty) and a metric; 24 training samples, batches of 8: 3 steps an epoch.
+TINY_LM = """
+model TinyLM(vocab: int = 20, dim: int = 8) {
+    input  tokens : int32[B, T]      # 0 is padding
+    target next   : int32[B, T]
+
+    layer embed = Embedding(vocab, dim, mask_zero = true)
+    h = LSTM(dim, return_sequences = true)(embed(tokens))
+    logits = Dense(vocab, kernel = embed.embeddings.T)(h)      # tied
+    output logits
+    loss task = crossentropy(logits, next, from_logits = true)
+    loss decay = 0.001 * sum(square(embed.embeddings))
+    metric accuracy(logits, next)
+}
+
+train TinyLM {
+    data = "tiny.npz"
+    epochs = 2
+    batch = 8
+    lr = 1e-2
+    validation = 0.25
+    checkpoint_every = 2
+}
+"""
 
 
 def keras_model(source: str, model: str | None = None, seed: int = 0,
@@ -57,6 +83,19 @@ def example_keras(stem: str, model: str | None = None, seed: int = 0,
 def snapshot(model: Any) -> dict[str, np.ndarray]:
     """Copies of the model's canonical variables (dotted names -> numpy)."""
     return {name: np.array(v.numpy()) for name, v in model.canonical_variables().items()}
+
+
+def write_tiny_lm(folder: Path) -> Path:
+    """tiny_lm.gdl and its data, tiny.npz (32 padded sequences), in ``folder``."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 7, 32)
+    real = np.arange(6)[None, :] < lengths[:, None]
+    tokens = np.where(real, rng.integers(1, 20, (32, 6)), 0).astype("int32")
+    next_ = np.where(real, np.roll(tokens, -1, axis=1), 0).astype("int32")
+    np.savez(folder / "tiny.npz", tokens=tokens, next=next_)
+    path = folder / "tiny_lm.gdl"
+    path.write_text(TINY_LM, encoding="utf-8")
+    return path
 
 
 def run_cli(args: Sequence[str], cwd: Path | str, timeout: int = 300) -> subprocess.CompletedProcess[str]:

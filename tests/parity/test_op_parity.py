@@ -105,7 +105,10 @@ CASES: list[Case] = []
 
 
 def case(op: str, variant: str, variables: tuple[str, ...] = (), **kwargs: Any) -> None:
+    """A case of ``op``; random ops run in inference mode unless ``training`` is given."""
     assert op in OPS, f"no op {op}"
+    if OPS[op].random:
+        kwargs.setdefault("training", False)
     CASES.append(Case(op, variant, kwargs, variables))
 
 
@@ -407,6 +410,12 @@ def _lstm_cases() -> None:
     case("LSTM", "no-bias-masked", x=x, mask=mask, kernel=params["kernel"],
          recurrent_kernel=params["recurrent_kernel"], bias=None, units=u, use_bias=False,
          return_sequences=True)
+    # valid steps in several blocks (torch's step loop) and left padding (one block)
+    holes = np.array([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1],
+                      [0, 1, 0, 0, 0, 0]], bool)
+    for seq, backwards in ((True, False), (False, False), (True, True)):
+        case("LSTM", f"holes-seq{seq}-back{backwards}", x=x, mask=holes, **params, units=u,
+             return_sequences=seq, go_backwards=backwards)
     long = normal(r, 2, 30, d)
     case("LSTM", "long", x=long, mask=None, **params, units=u, return_sequences=True)
 
@@ -494,6 +503,8 @@ def _weighting(r: np.random.Generator, shape: tuple[int, ...],
     yield "plain", {}
     yield "where", {"where": booleans(r, *shape, p=0.6)}
     yield "sample-weight", {"sample_weight": uniform(r, *shape, low=0.0, high=2.0)}
+    # a total weight below 1: the reduction divides by it (floored at 1e-12 only)
+    yield "tiny-weights", {"sample_weight": uniform(r, *shape, low=0.001, high=0.01)}
     if masked:
         yield "mask", {"mask": mask}
     yield "all", {"where": booleans(r, *shape, p=0.8), "mask": mask,
@@ -691,6 +702,95 @@ def test_case_ids_are_unique() -> None:
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
 
 
+# ---------------------------------------------------------------- gradients
+# Ops whose backward pass is more than the framework's own elementwise derivatives: loops,
+# masks selected away, subsampled or padded windows, folded normalisation.
+GRADIENT_OPS = ("LSTM", "MultiHeadAttention", "Conv1D", "Conv2D", "AveragePooling1D",
+                "MaxPooling2D", "GlobalMaxPooling1D", "BatchNormalization",
+                "LayerNormalization", "crossentropy", "binary_crossentropy", "huber",
+                "kl_normal", "softmax", "l2_normalize", "stop_gradient", "logsumexp", "mean",
+                "Embedding", "Dense")
+# the LSTM's variants are picked by hand (each costs a trace of its loop's gradient)
+LSTM_GRADIENT_VARIANTS = ("maskFalse-seqTrue-stateTrue-backFalse",
+                          "maskTrue-seqTrue-stateTrue-backTrue", "holes-seqTrue-backFalse",
+                          "no-bias-masked")
+GRADIENT_CASES_PER_OP = 4
+
+
+def _differentiable(c: Case) -> list[str]:
+    return [k for k, v in c.kwargs.items()
+            if isinstance(v, np.ndarray) and v.dtype == np.float32 and k not in c.variables]
+
+
+def _gradient_cases() -> list[Case]:
+    """Up to GRADIENT_CASES_PER_OP variants of each op in GRADIENT_OPS, spread over its
+    cases, among those with a float input."""
+    picked = []
+    for op in GRADIENT_OPS:
+        cases = [c for c in CASES if c.op == op and _differentiable(c)]
+        if op == "LSTM":
+            cases = [c for c in cases if c.variant in LSTM_GRADIENT_VARIANTS]
+        step = max(1, -(-len(cases) // GRADIENT_CASES_PER_OP))
+        picked += cases[::step]
+    return picked
+
+
+GRADIENT_CASES = _gradient_cases()
+
+
+def _cotangents(c: Case, outputs: Any) -> list[np.ndarray]:
+    """Fixed random weights for each output: the gradient of sum(output * weight)."""
+    r = rng("cotangent", c.id)
+    outs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return [r.standard_normal(np.shape(o)).astype(np.float32) for o in outs]
+
+
+def _torch_gradients(c: Case, weights: list[np.ndarray]) -> dict[str, np.ndarray]:
+    convert = Converter("torch")
+    kwargs = {k: convert.value(v) for k, v in c.kwargs.items()}
+    for name in c.variables:
+        kwargs[name] = torch.from_numpy(np.array(c.kwargs[name]))
+    leaves = {k: kwargs[k].requires_grad_() for k in _differentiable(c)}
+    out = load_torch()[c.op](**kwargs)
+    outs = out if isinstance(out, tuple) else (out,)
+    total = sum((o * torch.from_numpy(w)).sum() for o, w in zip(outs, weights, strict=True))
+    if not total.requires_grad:  # stop_gradient: nothing flows back
+        return {k: np.zeros_like(c.kwargs[k]) for k in leaves}
+    grads = torch.autograd.grad(total, list(leaves.values()), allow_unused=True)
+    return {k: np.zeros_like(c.kwargs[k]) if g is None else g.numpy()
+            for k, g in zip(leaves, grads, strict=True)}
+
+
+def _keras_gradients(c: Case, weights: list[np.ndarray]) -> dict[str, np.ndarray]:
+    convert = Converter("keras")
+    kwargs = {k: convert.value(v) for k, v in c.kwargs.items()}
+    for name in c.variables:
+        kwargs[name] = keras.Variable(np.array(c.kwargs[name]), trainable=False)
+    leaves = {k: kwargs[k] for k in _differentiable(c)}
+    with tf.GradientTape() as tape:
+        tape.watch(list(leaves.values()))
+        out = load_keras()[c.op](**kwargs)
+        outs = out if isinstance(out, tuple) else (out,)
+        total = tf.add_n([tf.reduce_sum(o * w) for o, w in zip(outs, weights, strict=True)])
+    grads = tape.gradient(total, list(leaves.values()))
+    return {k: np.zeros_like(c.kwargs[k]) if g is None else tf.convert_to_tensor(g).numpy()
+            for k, g in zip(leaves, grads, strict=True)}
+
+
+@pytest.mark.parametrize("c", GRADIENT_CASES, ids=lambda c: c.id)
+def test_gradients_agree(c: Case) -> None:
+    weights = _cotangents(c, run_case(c, "torch")[0])
+    torch_grads = _torch_gradients(c, weights)
+    keras_grads = _keras_gradients(c, weights)
+    assert torch_grads.keys() == keras_grads.keys()
+    for name, g in torch_grads.items():
+        assert_same(g, keras_grads[name], f"{c.id} d/d{name}")
+
+
+def test_every_gradient_op_is_exercised() -> None:
+    assert {c.op for c in GRADIENT_CASES} == set(GRADIENT_OPS)
+
+
 # ---------------------------------------------------------------- random ops in training
 def _each_backend(op: str, **kwargs: np.ndarray | float | bool) -> dict[str, np.ndarray]:
     torch.manual_seed(0)
@@ -783,7 +883,7 @@ def test_keras_ops_trace_with_an_unknown_batch() -> None:
         h2, state, _ = impls["LSTM"](x=x, mask=None, return_sequences=True, return_state=True,
                                      **lstm)
         a = impls["MultiHeadAttention"](query=x, value=x, mask=mask, num_heads=2, key_dim=2,
-                                        use_causal_mask=True, **mha)
+                                        use_causal_mask=True, training=False, **mha)
         flat = impls["Flatten"](x=a)
         shaped = impls["Reshape"](x=flat, target_shape=[-1, 2])
         heads = impls["merge_heads"](x=impls["split_heads"](x=a, heads=2))

@@ -2,7 +2,7 @@
 
 Shrinking. The examples are written at their real sizes (GPT-2 has 124M parameters).
 The tests compile them with smaller model formals: ``example_program(stem)`` rewrites the
-defaults in the model headers (``vocab: int = 50257`` -> ``vocab: int = 64``) from
+defaults in the model headers (``vocab: int = 50257`` -> ``vocab: int = 72``) from
 ``SHRINK`` and applies the few plain-text substitutions of ``REWRITE`` (ResNet-18's fixed
 224x224 input and its channel widths), then compiles the text with the example's folder
 as base, so relative paths (``data/vectors.npy``) still resolve. The structure of every
@@ -14,6 +14,13 @@ integer inputs are drawn below the smallest ``Embedding`` they reach (and below 
 context of any ``positions`` embedding), with a padded tail (id 0) on every row but the
 first; integer targets are drawn below the class count of the prediction they are scored
 against; bool inputs are True on the same unpadded steps; floats are uniform in [0, 1).
+(graphdsl/synthetic.py makes batches for `--check-parity`; these differ on purpose: real
+padding tails that the masks must handle, masks aligned with them, ids that stay inside
+tables reached through other ops, and [0, 1) floats that suit probability targets.)
+
+Training by hand: ``make_engine`` gives the backend's TorchEngine. Command-line tests run
+`python -m graphdsl.cli` in a subprocess (``run_cli`` / ``start_cli``) with one OpenMP
+thread.
 """
 
 from __future__ import annotations
@@ -206,7 +213,6 @@ def _one_thread() -> None:
     """One intra-op thread: these tensors are tiny, and on a busy 2-core machine OpenMP's
     spinning threads made a training step 40 times slower (125 ms of CPU instead of 3)."""
     torch.set_num_threads(1)
-
 
 
 def make_engine(program: Program, model: str | None = None, **overrides: Any) -> Any:

@@ -223,3 +223,35 @@ def test_killed_run_resumes_bit_identical_to_an_uninterrupted_run(tmp_path: Path
         a = ckpt.load_checkpoint(str(tmp_path / "whole" / name), fmt)
         b = ckpt.load_checkpoint(str(tmp_path / "killed" / name), fmt)
         same_arrays(a.tensors, b.tensors)
+
+
+def test_resume_with_a_changed_program_is_a_mismatch(tmp_path: Path) -> None:
+    from graphdsl.backends.torch.train import train_model
+    from graphdsl.training import TrainError
+
+    source = example_source("s07_activity_penalty")
+    program = graphdsl.compile(source)
+    data = tmp_path / "d.npz"
+    np.savez(data, **synthetic_arrays(program.model(), batch=8))
+    settings = {"data": str(data), "steps": 2, "batch": 4, "device": "cpu"}
+    train_model(program, program.model(), settings, out=str(tmp_path / "run"), quiet=True)
+    changed = graphdsl.compile(source.replace("hidden: int = 64", "hidden: int = 32"))
+    with pytest.raises(TrainError) as err:
+        train_model(changed, changed.model(), settings, out=str(tmp_path / "run"),
+                    resume=True, quiet=True)
+    assert [d.code for d in err.value.diagnostics] == ["checkpoint-mismatch"]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_diagnostic(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.load_checkpoint(str(bad))
+    assert [d.code for d in err.value.diagnostics] == ["bad-checkpoint"]
+    other = tmp_path / "plain.safetensors"
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(other))  # safetensors, but not ours
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.load_checkpoint(str(other))
+    assert "not a graphdsl checkpoint" in err.value.diagnostics[0].message

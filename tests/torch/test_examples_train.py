@@ -39,8 +39,8 @@ def compile_example(stem: str, **options: Any) -> Any:
                             base_dir=str(EXAMPLES), **options)
 
 
-EXAMPLE_MODELS = [(stem, name) for stem in ALL_EXAMPLES
-                  for name in compile_example(stem).models]
+PROGRAMS = {stem: compile_example(stem) for stem in ALL_EXAMPLES}
+EXAMPLE_MODELS = [(stem, name) for stem, program in PROGRAMS.items() for name in program.models]
 
 
 def eval_loss(module: Any, arrays: dict[str, np.ndarray]) -> float:
@@ -53,7 +53,7 @@ def eval_loss(module: Any, arrays: dict[str, np.ndarray]) -> float:
 
 def test_only_the_prediction_only_models_have_no_loss() -> None:
     no_loss = {(stem, name) for stem, name in EXAMPLE_MODELS
-               if not compile_example(stem).models[name].losses}
+               if not PROGRAMS[stem].models[name].losses}
     assert no_loss == INFERENCE_ONLY
 
 

@@ -33,6 +33,12 @@ def covers(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def run(name: str, **kwargs: Any) -> Any:
+    """Call an implementation; random ops run in inference mode unless told otherwise."""
+    from graphdsl.ops import get
+
+    op = get(name)
+    if op is not None and op.random:
+        kwargs.setdefault("training", False)
     return IMPLS[name](**kwargs)
 
 

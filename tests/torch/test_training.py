@@ -6,6 +6,7 @@ program and its .npz data are written into tmp_path.
 from __future__ import annotations
 
 import json
+import math
 import signal
 from pathlib import Path
 
@@ -52,6 +53,24 @@ def regression_data(path: Path, samples: int = 16, seed: int = 0) -> None:
 
 def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
+
+
+TWO_PARTS = """
+model TwoParts {
+    input  x : float32[B, 4]
+    target y : int32[B]
+    layer body = Dense(8, activation = relu)
+    layer head = Dense(3)
+    output logits = head(body(x))
+    loss crossentropy(logits, y, from_logits = true)
+}
+"""
+
+
+def two_parts_data(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.random((16, 4)).astype(np.float32),
+             y=rng.integers(0, 3, 16).astype(np.int32))
 
 
 @pytest.mark.slow
@@ -111,20 +130,9 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
 
 
 def test_a_trainable_parameter_without_optimizer_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "groups.gdl").write_text("""
-model TwoParts {
-    input  x : float32[B, 4]
-    target y : int32[B]
-    layer body = Dense(8, activation = relu)
-    layer head = Dense(3)
-    output logits = head(body(x))
-    loss crossentropy(logits, y, from_logits = true)
-}
-train TwoParts { data = "data.npz"  optimizer body.* = adam(lr = 1e-3) }
-""")
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "data.npz", x=rng.random((8, 4)).astype(np.float32),
-             y=rng.integers(0, 3, 8).astype(np.int32))
+    (tmp_path / "groups.gdl").write_text(
+        TWO_PARTS + 'train TwoParts { data = "data.npz"  optimizer body.* = adam(lr = 1e-3) }')
+    two_parts_data(tmp_path / "data.npz")
     result = run_cli("train", "groups.gdl", "--device", "cpu", "--out", "run", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     no_traceback(result.stderr)
@@ -167,3 +175,39 @@ def test_eval_reports_the_loss_of_the_saved_weights_on_the_data(tmp_path: Path) 
     assert result.returncode == 1
     no_traceback(result.stderr)
     assert "[checkpoint-mismatch]" in result.stderr
+
+
+def test_freeze_in_the_train_block_keeps_weights_bit_identical(tmp_path: Path) -> None:
+    from graphdsl.backends.torch.train import train_model
+    from graphdsl.weights import initial_values
+
+    two_parts_data(tmp_path / "data.npz")
+    program = graphdsl.compile(TWO_PARTS + 'train TwoParts { data = "data.npz"  freeze body.*'
+                               "  lr = 1e-2  batch = 4  validation = 0.0 }",
+                               base_dir=str(tmp_path))
+    graph = program.model()
+    driver, _, _ = train_model(program, graph, {"device": "cpu", "epochs": 2},
+                               out=str(tmp_path / "run"), quiet=True)
+    start = initial_values(graph, 0)
+    trained = driver.engine.module.export_arrays()
+    for name in ("body.kernel", "body.bias"):
+        np.testing.assert_array_equal(trained[name], start[name])
+    assert not np.array_equal(trained["head.kernel"], start["head.kernel"])
+    assert graph.trainable_count == 8 * 3 + 3
+
+
+def test_clip_norm_bounds_the_global_gradient_norm(tmp_path: Path) -> None:
+    """SGD with lr 1: the update is the (clipped) gradient, so its global norm is the clip."""
+    from .conftest import make_engine
+
+    two_parts_data(tmp_path / "data.npz")
+    program = graphdsl.compile(TWO_PARTS + "train TwoParts { optimizer * = sgd(lr = 1.0)"
+                               "  clip_norm = 0.01 }")
+    engine = make_engine(program)
+    before = {k: v.copy() for k, v in engine.export_arrays().items()}
+    batch = dict(np.load(tmp_path / "data.npz"))
+    engine.train_step(batch, 1.0)
+    after = engine.export_arrays()
+    norm = math.sqrt(sum(float(((after[k] - before[k]).astype(np.float64) ** 2).sum())
+                         for k in before))
+    assert norm == pytest.approx(0.01, rel=1e-4)

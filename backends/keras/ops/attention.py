@@ -64,9 +64,7 @@ def multi_head_attention(
         output_bias: tf.Tensor | None = None, num_heads: int, key_dim: int,
         value_dim: int | None = None, dropout: float = 0.0, use_bias: bool = True,
         output_shape: int | None = None, use_causal_mask: bool = False,
-        training: bool = False) -> tf.Tensor:
-    # `training` has a default, as in the PyTorch backend: the registry does not mark this
-    # op random, so a caller that passes no flag gets no dropout.
+        training: bool) -> tf.Tensor:
     if key is None:
         key = value
     if value_mask is None and mask is not None and value is query:
@@ -82,7 +80,7 @@ def multi_head_attention(
     allowed = _allowed_pairs(q_steps, v_steps, attention_mask, use_causal_mask, mask,
                              value_mask)
     if allowed is not None:
-        scores = scores + ops.where(allowed[:, None], 0.0, SOFTMAX_MASKED_FILL)
+        scores = filled(scores, allowed[:, None], SOFTMAX_MASKED_FILL)
     weights = ops.softmax(scores, axis=-1)
     if training:
         weights = drop_out(weights, dropout)

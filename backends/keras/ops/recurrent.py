@@ -2,8 +2,7 @@
 blocks i, f, c, o (keras.layers.LSTM's own layout and order).
 
 Every step's input projection ``x @ kernel + bias`` is one product before the loop; the
-loop (a ``tf.while_loop`` over time-major TensorArrays, compiled once per input signature
-by ``tf.function`` so that eager calls run it as a graph too) then only adds
+loop (a ``tf.while_loop`` over time-major TensorArrays) then only adds
 ``h @ recurrent_kernel``. With a mask, at a masked step h and c keep their values and the
 step's output repeats the last h (0 before any valid step); without one the loop skips
 the selects.
@@ -27,7 +26,6 @@ def _cell(z: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.sigmoid(o) * tf.tanh(c_new), c_new
 
 
-@tf.function(reduce_retracing=True, autograph=False)
 def _loop(projected: tf.Tensor, recurrent_kernel: tf.Tensor,
           keep: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """projected [T, B, 4u] (time-major), keep bool [T, B, 1] or None -> (h for every step
@@ -53,6 +51,12 @@ def _loop(projected: tf.Tensor, recurrent_kernel: tf.Tensor,
     return outputs.stack(), h, c
 
 
+# Called eagerly, the loop runs as a graph compiled once per input signature (an eager
+# while loop would dispatch every op of every step from Python, ten times slower); inside a
+# traced call it is inlined into the caller's graph.
+_compiled_loop = tf.function(_loop, reduce_retracing=True, autograph=False)
+
+
 @impl("LSTM")
 def lstm(*, x: tf.Tensor, mask: tf.Tensor | None = None, kernel: tf.Tensor,
          recurrent_kernel: tf.Tensor, bias: tf.Tensor | None = None, units: int,
@@ -60,17 +64,19 @@ def lstm(*, x: tf.Tensor, mask: tf.Tensor | None = None, kernel: tf.Tensor,
          unit_forget_bias: bool = True,
          use_bias: bool = True) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     # unit_forget_bias only shapes the bias' initial value (the lstm_bias initialiser).
-    projected = ops.matmul(x, kernel)  # every step's input projection in one product
-    if use_bias and bias is not None:
-        projected = projected + bias
+    # time-major [T, B, ...]: the input is transposed (not its 4x wider projection)
+    steps_first = ops.transpose(x, (1, 0, 2))
     keep = None
     if mask is not None:
         keep = ops.transpose(ops.cast(mask, "bool"))[..., None]  # [T, B, 1]
-    projected = ops.transpose(projected, (1, 0, 2))  # time-major
     if go_backwards:
-        projected = ops.flip(projected, axis=0)
+        steps_first = ops.flip(steps_first, axis=0)
         keep = ops.flip(keep, axis=0) if keep is not None else None
-    outputs, h, c = _loop(projected, tf.convert_to_tensor(recurrent_kernel), keep)
+    projected = ops.matmul(steps_first, kernel)  # every step's input projection at once
+    if use_bias and bias is not None:
+        projected = projected + bias
+    loop = _compiled_loop if tf.executing_eagerly() else _loop
+    outputs, h, c = loop(projected, tf.convert_to_tensor(recurrent_kernel), keep)
     # the loop's trace may have relaxed the static shapes: restore what is known
     h = tf.ensure_shape(h, (x.shape[0], units))
     c = tf.ensure_shape(c, (x.shape[0], units))

@@ -117,7 +117,10 @@ def lstm(*, x: torch.Tensor, mask: torch.Tensor | None = None, kernel: torch.Ten
     if mask is None:
         out, h, c = _lstm_fused(x, kernel, recurrent_kernel, bias)
     else:
-        blocks = None if return_state or x.shape[1] == 0 else _valid_blocks(mask)
+        # Under torch.compile the step loop traces whole; the fused path needs a
+        # data-dependent check of the mask's layout.
+        fused_ok = not (return_state or x.shape[1] == 0 or torch.compiler.is_compiling())
+        blocks = _valid_blocks(mask) if fused_ok else None
         if blocks is not None:
             out = _lstm_blocks(x, *blocks, kernel, recurrent_kernel, bias)
             return out if return_sequences else out[:, -1]

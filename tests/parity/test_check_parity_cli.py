@@ -1,0 +1,46 @@
+"""`graphdsl compile FILE --check-parity`: both backends from the same random canonical
+weights, the largest difference per output and loss term in a table, exit 0 when every
+difference is within 1e-5.
+
+The program is examples/lstm_lm.gdl shrunk (tests/torch/conftest.py), written to a
+temporary file: two models (tied and untied), each with an output and a loss term.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ..keras.conftest import run_cli
+from ..torch.conftest import example_source
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+
+def test_check_parity_prints_every_output_and_term_and_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "lm.gdl").write_text(example_source("lstm_lm"), encoding="utf-8")
+    done = run_cli(["compile", "lm.gdl", "--check-parity"], tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    out = done.stdout
+    for model in ("TiedLM", "UntiedLM"):
+        assert f"parity: model {model}" in out
+    rows = re.findall(r"(output logits|loss crossentropy)\s*[│|]\s*([0-9.e+-]+)\s*[│|]\s*(\w+)",
+                      out)
+    assert len(rows) == 4, out
+    for _, difference, verdict in rows:
+        assert float(difference) <= 1e-5 and verdict == "ok"
+    assert "DIFFERS" not in out
+
+
+def test_check_parity_on_a_wrong_program_reports_the_error_without_traceback(
+        tmp_path: Path) -> None:
+    (tmp_path / "bad.gdl").write_text(
+        "model Bad {\n    input x : float32[B, 4]\n    output p = Dense(2)(xx)\n}\n",
+        encoding="utf-8")
+    done = run_cli(["compile", "bad.gdl", "--check-parity"], tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "bad.gdl:3:" in done.stderr and "error" in done.stderr
