@@ -172,20 +172,9 @@ def write_pictures(program: Any, args: argparse.Namespace) -> int:
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    import tempfile
+    from .checkpoint import atomic_write_bytes
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ class Scope:
         self.symbols: dict[str, Dim] = {}
         self.definition_kind = "model"
         self.definition_name = model_name
+        self.caller: Scope | None = None  # the scope of the call that expands this body
 
     def auto_path(self, base: str) -> str:
         counter = self.counters.setdefault(base, itertools.count())
@@ -746,6 +747,21 @@ class Elaborator:
                     help=f"declare `input {name} : ...` in `{scope.model_name}`, and connect "
                          "the two models in a combined model")
                 return
+        caller = scope.caller
+        while caller is not None:
+            outer = caller.env.get(name)
+            if isinstance(outer, Tensor):
+                kind = scope.definition_kind
+                self.sink.error(
+                    "unknown-name", f"`{name}` is not defined in {kind} "
+                    f"`{scope.definition_name}`: a {kind} sees only its own inputs, "
+                    f"parameters and layers", span,
+                    notes=[Note(f"`{name}` is a tensor of {caller.definition_kind} "
+                                f"`{caller.definition_name}`, made here", outer.span)],
+                    help=f"declare `input {name} : {outer.type}` in `{scope.definition_name}` "
+                         "and pass the tensor in the call")
+                return
+            caller = caller.caller
         candidates = [*scope.env, *scope.formals, *scope.namespace.definitions,
                       *scope.namespace.aliases, *REGISTRY]
         hint = suggestion_help(name, candidates)
@@ -1168,17 +1184,35 @@ class Elaborator:
         inner = Scope(inst.definition.namespace, inst.path + ".", inst.formals, inst.cache,
                       scope.model_name)
         inner.definition_kind, inner.definition_name = node.kind, node.name.name
+        inner.caller = scope
         for stmt in inputs:
             inner.taken.add(stmt.name.name)
         self.expanding.append(node.name.name)
+        reported = len(self.sink.items)
         outputs = self.run_body(node, inner, top_level=False, bound_inputs=bound)
         self.expanding.pop()
+        self.note_call_site(reported, node, e.span)
         values = [v for _, v in outputs]
         if any(isinstance(v, Poison) for v in values):
             return POISON
         if len(values) == 1:
             return values[0]
         return TupleValue(values, e.span) if values else POISON
+
+    def note_call_site(self, first: int, node: ast.Definition, call: Span) -> None:
+        """What the body of a block reports depends on its arguments: each diagnostic found
+        while expanding it (from index ``first`` on) gets a note at the call, as rustc
+        notes a macro invocation. Nested calls give one note per level."""
+        import dataclasses
+
+        note = Note(f"in this call of `{node.name.name}`", call)
+        items = self.sink.items
+        for i in range(first, len(items)):
+            span = items[i].span
+            # A misplaced statement is wrong whatever the arguments.
+            if span is not None and not within(span, call) and \
+                    items[i].code != "invalid-statement":
+                items[i] = dataclasses.replace(items[i], notes=(*items[i].notes, note))
 
     # ---- layers
     def construct_layer(self, op: OpDef, e: ast.Call, scope: Scope) -> Any:
@@ -1618,8 +1652,12 @@ class Elaborator:
             return None
         converted = convert(arg.kind, v)
         if converted is _BAD:
+            fraction = arg.kind in ("int", "ints") and isinstance(v, float) and \
+                not v.is_integer() and math.isfinite(v)
             self.sink.error("argument-type", f"`{arg.name}` of `{op.name}` takes "
-                            f"{kind_words(arg)}, got {source_text(v)}", span)
+                            f"{kind_words(arg)}, got {f'{v:.4g}' if fraction else source_text(v)}",
+                            span, help="`/` divides exactly; `//` is integer division"
+                            if fraction else None)
             return POISON
         if arg.choices is not None and converted not in arg.choices:
             self.sink.error("argument-value", f"`{arg.name}` of `{op.name}` must be one of "
@@ -2028,6 +2066,12 @@ def kind_words(arg: Arg) -> str:
 
 def article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
+
+
+def within(inner: Span, outer: Span) -> bool:
+    return inner.file == outer.file and (outer.line, outer.column) <= \
+        (inner.line, inner.column) and (inner.end_line, inner.end_column) <= \
+        (outer.end_line, outer.end_column)
 
 
 def argument_spans(op: OpDef, e: ast.Call) -> dict[str, Span]:

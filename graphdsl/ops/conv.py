@@ -108,9 +108,9 @@ for _name, _kind, _rule, _dims in (("MaxPooling1D", "max", _pool1d, 1),
         args=(Arg("pool_size", _size_kind, 2), Arg("strides", _size_kind, None, optional=True),
               Arg("padding", "any", "valid")),
         infer=_rule, mask="drop",
-        canonical=f"{_kind} over each window; strides default to pool_size; 'same' padding "
-                  "ignores padded positions (they never win a max and are not counted in an "
-                  "average)",
+        canonical=f"{_kind} over each window; strides default to pool_size; padded positions "
+                  "(\"same\" or an int) never win a max and are not counted in an average; a "
+                  "window of padding alone gives -inf (max) or 0 (average)",
     ))
 
 

@@ -106,6 +106,20 @@ def test_layers_reject_a_scalar_input(layer: str) -> None:
     assert errors[0].span.line == 4
 
 
+def test_concat_joins_along_the_last_axis_and_refuses_a_scalar() -> None:
+    source = """
+        model M {
+            input x : float32[B, 8]
+            input z : float32[B, 4]
+            inference output y = concat([x, z])
+        }
+        """
+    assert output_type(compile_model(source, "M"), "y") == "float32[B, 12]"
+    errors = errors_of(source.replace("concat([x, z])", "concat([x, 1])"))
+    assert errors[0].code == "shape-mismatch"
+    assert errors[0].span.line == 5
+
+
 # --- shared layers and ties ------------------------------------------------------------
 
 SHARED = """
@@ -141,7 +155,7 @@ def test_calling_an_unnamed_layer_constructor_twice_makes_two_layers() -> None:
 def test_a_shared_layer_called_on_another_width_is_an_error() -> None:
     errors = errors_of(SHARED.replace("input x : float32[B, 8]", "input x : float32[B, 4]"))
     assert errors[0].code == "shape-mismatch"
-    assert "d" in errors[0].message
+    assert "`d`" in errors[0].message
 
 
 TIED = """

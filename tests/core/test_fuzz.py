@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,8 @@ import graphdsl
 from graphdsl import GraphdslError
 from graphdsl.compiler import Program, program_json
 from graphdsl.summary import to_dot
+
+pytestmark = pytest.mark.slow  # about 30 s in all
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.gdl"))
 

@@ -30,11 +30,9 @@ SMALL = textwrap.dedent("""\
     """)
 
 
-def position(source: str, needle: str, occurrence: int = 1) -> tuple[int, int]:
-    """1-based (line, column) of the n-th occurrence of ``needle`` in ``source``."""
-    start = -1
-    for _ in range(occurrence):
-        start = source.index(needle, start + 1)
+def position(source: str, needle: str) -> tuple[int, int]:
+    """1-based (line, column) of the first occurrence of ``needle`` in ``source``."""
+    start = source.index(needle)
     line = source.count("\n", 0, start) + 1
     column = start - (source.rfind("\n", 0, start) + 1) + 1
     return line, column
@@ -128,11 +126,23 @@ def test_unexpected_token_is_reported_at_the_token() -> None:
     assert (error.span.line, error.span.column) == (line, column + 2)
 
 
-def test_keyword_used_as_a_name_says_so() -> None:
-    source = SMALL.replace("h = d(x)", "loss = d(x)")
+@pytest.mark.parametrize("keyword", ["loss", "output", "layer", "metric", "shared", "input"])
+def test_keyword_used_as_a_name_says_so(keyword: str) -> None:
+    source = SMALL.replace("h = d(x)", f"{keyword} = d(x)")
     (error,) = errors_of(source)
     assert error.code == "syntax"
-    assert (error.span.line, error.span.column) == position(source, "= d(x)")
+    assert error.span.line == position(source, "= d(x)")[0]
+    assert f"`{keyword}` is a keyword" in (error.help or ""), error.help
+
+
+def test_repeat_as_an_operand_asks_for_parentheses() -> None:
+    source = SMALL.replace("h = d(x)", "h = x + repeat 2 Dense(8)(x)")
+    (error,) = errors_of(source)
+    assert error.code == "syntax"
+    assert (error.span.line, error.span.column) == position(source, "repeat")
+    assert "parenthes" in (error.help or ""), error.help
+    fixed = source.replace("x + repeat 2 Dense(8)(x)", "x + (repeat 2 Dense(8)(x))")
+    assert graphdsl.compile(fixed).models["Small"]
 
 
 def test_unclosed_bracket_points_at_the_opening_bracket() -> None:

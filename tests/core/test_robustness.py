@@ -130,7 +130,14 @@ CASES: dict[str, Callable[[], tuple[bytes, set[int]]]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+HEAVY = {"random-tokens-2mb", "random-tokens-2mb-no-brackets", "sum-chain-20000",
+         "nested-blocks-1000", "huge-file-17mb", "long-comment-line-1mb",
+         "long-string-line-1mb", "many-errors"}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(name, marks=[pytest.mark.slow] if name in HEAVY else [])
+    for name in sorted(CASES)])
 def test_hostile_input_is_handled(tmp_path: Path, case: str) -> None:
     data, allowed = CASES[case]()
     path = tmp_path / "input.gdl"
@@ -207,6 +214,7 @@ def test_importing_an_unreadable_file_names_it_and_the_import(tmp_path: Path,
     assert "main.gdl:1:8:" in done.stderr, "the error or a note must show which import"
 
 
+@pytest.mark.slow
 def test_a_very_long_line_is_quoted_in_part(tmp_path: Path) -> None:
     statements = " ".join(f"h{i} = relu(h{i - 1})" for i in range(1, 5_000))
     source = ("model M { input x : float32[B, 4] h0 = Dense(4)(x) " + statements

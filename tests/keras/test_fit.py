@@ -211,7 +211,6 @@ def test_s14_each_group_steps_on_the_gradient_of_its_own_loss() -> None:
     for prefix, loss in own.items():
         expected.update({n: v for n, v in adam_step(loss).items() if n.startswith(prefix)})
     on_total = adam_step(total)
-    del tape
     model.compile()
     model.fit(x, None, batch_size=8, epochs=1, shuffle=False, verbose=0)
     after = snapshot(model)

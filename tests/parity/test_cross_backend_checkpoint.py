@@ -39,7 +39,7 @@ def test_trained_in_one_backend_evaluates_to_the_same_loss_in_both(tmp_path: Pat
     report = json.loads(done.stdout)["runs"][0]
     assert report["steps"] == 4
     weights = tmp_path / "run" / "TinyLM" / "final.safetensors"
-    assert Path(report["weights"]).resolve() == weights.resolve()
+    assert (tmp_path / report["weights"]).resolve() == weights.resolve()
     saved = ckpt.load_checkpoint(str(weights))
     assert sorted(saved.tensors) == ["dense.bias", "embed.embeddings", "lstm.bias",
                                      "lstm.kernel", "lstm.recurrent_kernel"]

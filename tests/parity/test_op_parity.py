@@ -641,6 +641,18 @@ class Converter:
             return [self.value(e) for e in v]
         return v
 
+    def arguments(self, c: Case) -> dict[str, Any]:
+        """The case's keyword arguments for this backend. In Keras, a layer's parameters are
+        keras.Variables, as a model passes them; the case's updatable state is a
+        keras.Variable (torch: a tensor, updated in place)."""
+        kwargs = {k: self.value(v) for k, v in c.kwargs.items()}
+        if self.backend == "keras":
+            params = {p.name for p in OPS[c.op].params if p.role == "weight"}
+            for name, v in c.kwargs.items():
+                if isinstance(v, np.ndarray) and (name in params or name in c.variables):
+                    kwargs[name] = keras.Variable(np.array(v), trainable=name in params)
+        return kwargs
+
 
 def to_numpy(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
@@ -652,11 +664,7 @@ def to_numpy(value: Any) -> Any:
 
 def run_case(c: Case, backend: str) -> tuple[Any, dict[str, np.ndarray]]:
     """The outputs as NumPy, and the values of the case's variables after the call."""
-    convert = Converter(backend)
-    kwargs = {k: convert.value(v) for k, v in c.kwargs.items()}
-    for name in c.variables:
-        kwargs[name] = (torch.from_numpy(np.array(c.kwargs[name])) if backend == "torch"
-                        else keras.Variable(np.array(c.kwargs[name]), trainable=False))
+    kwargs = Converter(backend).arguments(c)
     out = BACKENDS[backend]()[c.op](**kwargs)
     return to_numpy(out), {name: to_numpy(kwargs[name]) for name in c.variables}
 
@@ -746,10 +754,7 @@ def _cotangents(c: Case, outputs: Any) -> list[np.ndarray]:
 
 
 def _torch_gradients(c: Case, weights: list[np.ndarray]) -> dict[str, np.ndarray]:
-    convert = Converter("torch")
-    kwargs = {k: convert.value(v) for k, v in c.kwargs.items()}
-    for name in c.variables:
-        kwargs[name] = torch.from_numpy(np.array(c.kwargs[name]))
+    kwargs = Converter("torch").arguments(c)
     leaves = {k: kwargs[k].requires_grad_() for k in _differentiable(c)}
     out = load_torch()[c.op](**kwargs)
     outs = out if isinstance(out, tuple) else (out,)
@@ -762,13 +767,12 @@ def _torch_gradients(c: Case, weights: list[np.ndarray]) -> dict[str, np.ndarray
 
 
 def _keras_gradients(c: Case, weights: list[np.ndarray]) -> dict[str, np.ndarray]:
-    convert = Converter("keras")
-    kwargs = {k: convert.value(v) for k, v in c.kwargs.items()}
-    for name in c.variables:
-        kwargs[name] = keras.Variable(np.array(c.kwargs[name]), trainable=False)
-    leaves = {k: kwargs[k] for k in _differentiable(c)}
+    kwargs = Converter("keras").arguments(c)
+    # a keras.Variable's gradient is its tf.Variable's (watched when read, being trainable)
+    leaves = {k: kwargs[k].value if isinstance(kwargs[k], keras.Variable) else kwargs[k]
+              for k in _differentiable(c)}
     with tf.GradientTape() as tape:
-        tape.watch(list(leaves.values()))
+        tape.watch([v for v in leaves.values() if not isinstance(v, tf.Variable)])
         out = load_keras()[c.op](**kwargs)
         outs = out if isinstance(out, tuple) else (out,)
         total = tf.add_n([tf.reduce_sum(o * w) for o, w in zip(outs, weights, strict=True)])

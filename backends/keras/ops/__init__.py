@@ -9,28 +9,9 @@ They are written with ``keras.ops`` (TensorFlow underneath) and run inside a mod
 
 from __future__ import annotations
 
-import functools
-import importlib
-from collections.abc import Callable
-from typing import Any
+from graphdsl.ops.impls import ImplTable
 
-from graphdsl.ops import FAMILIES
-
-IMPLS: dict[str, Callable[..., Any]] = {}
-
-
-def impl(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in IMPLS:
-            raise ValueError(f"keras implementation of {name} registered twice")
-        IMPLS[name] = fn
-        return fn
-
-    return register
-
-
-@functools.lru_cache(maxsize=1)
-def load_all() -> dict[str, Callable[..., Any]]:
-    for family in FAMILIES:
-        importlib.import_module(f"{__name__}.{family}")
-    return IMPLS
+TABLE = ImplTable(__name__, "keras")
+IMPLS = TABLE.impls
+impl = TABLE.impl
+load_all = TABLE.load_all

@@ -20,6 +20,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from graphdsl.ops.arith import resolve_shape
+
 from . import impl
 
 if keras.backend.backend() != "tensorflow":
@@ -116,11 +118,6 @@ def activation_layer(*, x: tf.Tensor, activation: Any) -> tf.Tensor:
 @impl("Flatten")
 def flatten(*, x: tf.Tensor) -> tf.Tensor:
     return ops.reshape(x, (dynamic_shape(x)[0], -1))
-
-
-def resolve_shape(in_shape: Sequence[Any], target: Sequence[int]) -> list[Any]:
-    """A reshape target where 0 copies the input's dimension at the same index."""
-    return [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
 
 
 @impl("Reshape")

@@ -8,6 +8,8 @@ from typing import Any
 import tensorflow as tf
 from keras import ops
 
+from graphdsl.ops.arith import index_items
+
 from . import impl
 from .core import dynamic_shape, resolve_shape
 
@@ -68,25 +70,6 @@ def mask_of(*, x: tf.Tensor) -> tf.Tensor:
     """Never runs: the compiler replaces `mask_of(x)` by the mask tensor itself."""
     raise RuntimeError("mask_of is resolved at compile time to the mask tensor; a graph that "
                        "still calls it was not elaborated")
-
-
-def index_items(items: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """The registry's index items as a Python index: ("index", i), ("slice", start, stop,
-    step), ("ellipsis",), ("newaxis",)."""
-    out: list[Any] = []
-    for item in items:
-        kind = item[0]
-        if kind == "index":
-            out.append(int(item[1]))
-        elif kind == "slice":
-            out.append(slice(*item[1:]))
-        elif kind == "ellipsis":
-            out.append(Ellipsis)
-        elif kind == "newaxis":
-            out.append(None)
-        else:
-            raise ValueError(f"unknown index item {item!r}")
-    return tuple(out)
 
 
 @impl("getitem")

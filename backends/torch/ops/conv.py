@@ -21,31 +21,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from graphdsl.ops.arith import padding_amounts, pair
+
 from . import impl
 from .core import activate
-
-
-def pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    first, second = value
-    return (int(first), int(second))
-
-
-def padding_amounts(length: int, kernel: int, stride: int, dilation: int,
-                    padding: Any) -> tuple[int, int]:
-    """Cells added before and after one spatial axis."""
-    if padding == "valid":
-        return (0, 0)
-    if padding == "same":
-        out = math.ceil(length / stride)
-        total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - length, 0)
-        return (total // 2, total - total // 2)
-    if padding == "causal":
-        return ((kernel - 1) * dilation, 0)
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        return (padding, padding)
-    raise ValueError(f"unsupported padding {padding!r}")
 
 
 def _flat_pad(pads: Sequence[tuple[int, int]]) -> list[int]:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from graphdsl.ops.arith import resolve_shape
+
 from . import impl
 
 # Keras' default negative slope for leaky_relu (specs.py says 0.2).
@@ -78,11 +80,6 @@ def activation_layer(*, x: torch.Tensor, activation: Any) -> torch.Tensor:
 @impl("Flatten")
 def flatten(*, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
-
-
-def resolve_shape(in_shape: Sequence[int], target: Sequence[int]) -> list[int]:
-    """A reshape target where 0 copies the input's dimension at the same index."""
-    return [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
 
 
 @impl("Reshape")
