@@ -453,6 +453,10 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
                 overrides: Mapping[str, Any], out: str | None = None, resume: bool = False,
                 compile: bool = False, quiet: bool = False) -> tuple[Driver, History, Data]:
     """Train one model: the work of `graphdsl train`, callable from Python."""
+    if not model.losses:
+        raise train_error("no-loss", f"model `{model.name}` has no loss, so there is nothing "
+                          "to train", help="add a `loss` statement, or train the model that "
+                          "uses this one")
     settings = resolve_settings(model, overrides, out, compile)
     engine = make_engine(program, model, settings)
     driver = Driver(program, model, settings, engine, quiet)

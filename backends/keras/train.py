@@ -196,7 +196,7 @@ class KerasEngine:
             for j, v in enumerate(opt.variables):
                 key = f"opt{i}.{j}"
                 if key in tensors:
-                    v.assign(tensors[key])
+                    v.assign(np.reshape(tensors[key], v.shape))
 
     def open_board(self, folder: str) -> Any:
         import importlib.util
