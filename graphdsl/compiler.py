@@ -10,7 +10,15 @@ from typing import Any
 
 from . import syntax as ast
 from .checks import run_checks
-from .diagnostics import Diagnostic, DiagnosticSink, GraphdslError, Note, SourceMap, Span
+from .diagnostics import (
+    Diagnostic,
+    DiagnosticSink,
+    GraphdslError,
+    Note,
+    SourceMap,
+    Span,
+    display_path,
+)
 from .elaborate import Definition, Elaborator, Namespace
 from .ir import ModelGraph
 from .parser import parse
@@ -60,17 +68,6 @@ class _Session:
     virtual: dict[str, str] = field(default_factory=dict)
 
 
-def display_path(path: str) -> str:
-    """A file as diagnostics name it: relative to the working directory when it lies below
-    it (as mypy and rustc print paths), else absolute."""
-    if path.startswith("<"):
-        return path
-    absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
-    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) \
-        else relative
-
-
 def read_source(path: str, sink: DiagnosticSink, sources: SourceMap, *,
                 import_span: Span | None = None, shown: str | None = None) -> str | None:
     """The text of a file, or a diagnostic saying why it cannot be read.
@@ -106,19 +103,19 @@ def read_source(path: str, sink: DiagnosticSink, sources: SourceMap, *,
         fail(f"cannot read {name}: {exc.strerror or exc}")
         return None
     imported_here = [Note("imported here", import_span)] if import_span is not None else []
-    return decode_source(data, path if shown is None else display_path(path), sink, sources,
-                         imported_here)
+    return decode_source(data, path, sink, sources, imported_here)
 
 
-def decode_source(data: bytes, name: str, sink: DiagnosticSink, sources: SourceMap,
+def decode_source(data: bytes, path: str, sink: DiagnosticSink, sources: SourceMap,
                   notes: Sequence[Note] = ()) -> str | None:
-    """UTF-8 text without its byte-order mark, or a `bad-file` diagnostic about ``name``."""
+    """UTF-8 text without its byte-order mark, or a `bad-file` diagnostic about ``path``."""
+    name = display_path(path)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        sink.error("bad-file", f"{name} is UTF-16 text; save it as UTF-8", file=name,
+        sink.error("bad-file", f"{name} is UTF-16 text; save it as UTF-8", file=path,
                    notes=notes)
         return None
     if b"\x00" in data:
-        sink.error("bad-file", f"{name} is a binary file, not graphdsl source", file=name,
+        sink.error("bad-file", f"{name} is a binary file, not graphdsl source", file=path,
                    notes=notes)
         return None
     data = data.removeprefix(b"\xef\xbb\xbf")
@@ -130,9 +127,9 @@ def decode_source(data: bytes, name: str, sink: DiagnosticSink, sources: SourceM
         # Columns count characters, as an editor does, not bytes.
         column = len(data[line_start:exc.start].decode("utf-8", errors="replace")) + 1
         # The text with the bad bytes replaced, so the diagnostic can quote the line.
-        sources.add(name, data.decode("utf-8", errors="replace"))
+        sources.add(path, data.decode("utf-8", errors="replace"))
         sink.error("bad-file", f"{name} is not valid UTF-8: byte 0x{data[exc.start]:02x} at "
-                   f"line {line}, column {column}", Span(name, line, column, line, column + 1),
+                   f"line {line}, column {column}", Span(path, line, column, line, column + 1),
                    notes=notes, help="save the file as UTF-8")
         return None
 
@@ -140,9 +137,9 @@ def decode_source(data: bytes, name: str, sink: DiagnosticSink, sources: SourceM
 def _load(session: _Session, path: str, text: str | None, import_span: Span | None,
           base_dir: str | None = None, shown: str | None = None) -> _Loaded | None:
     """Parse a file and, first, the files it imports. The root file (``text`` given) keeps
-    the name it was given by; imported files are named relative to the working directory.
-    Every file is keyed by its absolute path, so a file importing itself is a cycle at once.
-    """
+    the name it was given by, imported files their absolute path (diagnostics show it
+    relative to the working directory). Every file is keyed by its absolute path, so a file
+    importing itself is a cycle at once."""
     key = path if path.startswith("<") else os.path.abspath(path)
     if key in session.stack:
         chain = " -> ".join(os.path.basename(p) for p in [*session.stack, key])
@@ -151,7 +148,6 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
     if key in session.loaded:
         return session.loaded[key]
     if text is None:
-        path = display_path(path)
         text = session.virtual.get(key)
     if text is None:
         text = read_source(key, session.sink, session.sources, import_span=import_span,

@@ -75,6 +75,14 @@ class Diagnostic:
         """`file:line:col`, or `file` alone, or None for a diagnostic about no file."""
         return str(self.span) if self.span else self.file
 
+    @property
+    def shown_location(self) -> str | None:
+        """The location as printed: an absolute path below the working directory is shown
+        relative to it."""
+        if self.span:
+            return shown_span(self.span)
+        return display_path(self.file) if self.file else None
+
     def sort_key(self) -> tuple[Any, ...]:
         span = self.span
         where = (span.file, span.line, span.column) if span else (self.file or "", 0, 0)
@@ -178,6 +186,23 @@ def source_text(value: Any) -> str:
     return repr(value)
 
 
+def display_path(path: str) -> str:
+    """A file as diagnostics name it: an absolute path below the working directory
+    relative to it (as mypy and rustc print paths); any other path as it is."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except (OSError, ValueError):  # no working directory, or another drive
+        return path
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return path if outside else relative
+
+
+def shown_span(span: Span) -> str:
+    return f"{display_path(span.file)}:{span.line}:{span.column}"
+
+
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Close matches by difflib ratio, the way mypy's best_matches does it."""
     pool = sorted(set(candidates))
@@ -224,7 +249,7 @@ def render(diag: Diagnostic, sources: SourceMap, color: bool = False) -> str:
     from rich.text import Text
 
     out = Text()
-    where = f"{diag.location}: " if diag.location else ""
+    where = f"{diag.shown_location}: " if diag.shown_location else ""
     out.append(where, style="bold")
     out.append(f"{diag.severity}:", style=_STYLE[diag.severity])
     out.append(f" {diag.message}  [{diag.code}]\n")
@@ -232,7 +257,7 @@ def render(diag: Diagnostic, sources: SourceMap, color: bool = False) -> str:
     for note in diag.notes:
         out.append("  ")
         if note.span:
-            out.append(f"{note.span}: ", style="bold")
+            out.append(f"{shown_span(note.span)}: ", style="bold")
         out.append("note:", style=_STYLE["note"])
         out.append(f" {note.message}\n")
         _append_quote(out, note.span, sources, _STYLE["note"], indent="  ")
@@ -326,6 +351,6 @@ def print_diagnostics(diagnostics: Sequence[Diagnostic], sources: SourceMap,
 
 __all__ = [
     "Diagnostic", "DiagnosticSink", "GraphdslError", "Note", "Severity", "SourceMap", "Span",
-    "choice_help", "did_you_mean", "dump_json", "print_diagnostics", "render", "render_all", "source_text",
-    "suggestion_help", "summary_line", "use_color",
+    "choice_help", "did_you_mean", "display_path", "dump_json", "print_diagnostics", "render",
+    "render_all", "source_text", "suggestion_help", "summary_line", "use_color",
 ]

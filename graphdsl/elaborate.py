@@ -804,7 +804,8 @@ class Elaborator:
                 return Const(fold(e.op, left.value, right.value), e.span)
             except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
                 self.sink.error("argument-value", f"cannot compute `{e.op}` of "
-                                f"{source_text(left.value)} and {source_text(right.value)}: {exc}", e.span)
+                                f"{source_text(left.value)} and {source_text(right.value)}: "
+                                f"{exc}", e.span)
                 return POISON
         if not isinstance(left, (Tensor, Const)) or not isinstance(right, (Tensor, Const)):
             bad = left if not isinstance(left, (Tensor, Const)) else right
@@ -831,7 +832,8 @@ class Elaborator:
                 return Const({"-": lambda x: -x, "+": lambda x: +x,
                               "not": lambda x: not x}[e.op](v.value), e.span)
             except TypeError:
-                self.sink.error("argument-value", f"cannot apply `{e.op}` to {source_text(v.value)}",
+                self.sink.error("argument-value",
+                                f"cannot apply `{e.op}` to {source_text(v.value)}",
                                 e.span)
                 return POISON
         if not isinstance(v, Tensor):
@@ -1504,8 +1506,20 @@ class Elaborator:
     # ---- functions
     def call_function(self, op: OpDef, e: ast.Call, scope: Scope) -> Any:
         variadic = next((i for i in op.inputs if i.variadic), None)
-        if variadic is not None and len(e.args) == 1 and isinstance(e.args[0], ast.ListExpr):
-            args = [self.eval(a, scope) for a in e.args[0].items]
+        # The tensors of `concat([a, b])` (or `concat(xs = [a, b])`).
+        listed: ast.ListExpr | None = None
+        if variadic is not None:
+            named = next((k.value for k in e.keywords if k.name == variadic.name), None)
+            if len(e.args) == 1 and isinstance(e.args[0], ast.ListExpr):
+                listed = e.args[0]
+            elif not e.args and isinstance(named, ast.ListExpr):
+                listed = named
+        if listed is not None:
+            # Every item of `concat([x, 1])` is one of the tensors, never an argument: a
+            # number becomes a constant tensor (and the shape rule then rejects a scalar).
+            items = [self.eval(a, scope) for a in listed.items]
+            dtype = next((i.type.dtype for i in items if isinstance(i, Tensor)), None)
+            args = [self.constant(i, dtype) if isinstance(i, Const) else i for i in items]
         else:
             args = []
             arg_queue = [a for a in op.args]
@@ -1516,6 +1530,8 @@ class Elaborator:
             del arg_queue
         keywords: dict[str, tuple[Any, Any]] = {}
         for k in e.keywords:
+            if k.value is listed:
+                continue
             arg = op.arg(k.name)
             if arg is not None and arg.kind in SPEC_TABLES:
                 keywords[k.name] = (self.eval_spec(k.value, arg.kind, scope), k)
@@ -1526,6 +1542,18 @@ class Elaborator:
                 keywords[k.name] = (self.eval(k.value, scope), k)
         if any(isinstance(a, Poison) for a in args) or any(
                 isinstance(v, Poison) for v, _ in keywords.values()):
+            return POISON
+        if variadic is not None and not any(isinstance(a, Tensor) for a in args) and \
+                variadic.name not in keywords:
+            example = f"`{op.name}([a, b])`"
+            if args and listed is None:
+                self.sink.error("argument-type", f"`{op.name}` takes the tensors to join, got "
+                                f"{describe(args[0])}", e.args[0].span,
+                                help=f"pass the tensors in a list: {example}")
+            else:
+                self.sink.error("missing-argument", f"`{op.name}` needs the tensors to join",
+                                listed.span if listed is not None else e.span,
+                                help=f"pass them in a list: {example}")
             return POISON
         inputs, rest = self.bind_inputs(op, args, keywords, e, call_args=op.args)
         if inputs is None:
@@ -1654,15 +1682,17 @@ class Elaborator:
         if converted is _BAD:
             fraction = arg.kind in ("int", "ints") and isinstance(v, float) and \
                 not v.is_integer() and math.isfinite(v)
+            shown = f"{v:.4g}" if fraction else source_text(v)
             self.sink.error("argument-type", f"`{arg.name}` of `{op.name}` takes "
-                            f"{kind_words(arg)}, got {f'{v:.4g}' if fraction else source_text(v)}",
-                            span, help="`/` divides exactly; `//` is integer division"
-                            if fraction else None)
+                            f"{kind_words(arg)}, got {shown}", span,
+                            help="`/` divides exactly; `//` is integer division" if fraction
+                            else None)
             return POISON
         if arg.choices is not None and converted not in arg.choices:
             self.sink.error("argument-value", f"`{arg.name}` of `{op.name}` must be one of "
-                            f"{', '.join(map(source_text, arg.choices))}, got {source_text(converted)}",
-                            span, help=choice_help(converted, arg.choices))
+                            f"{', '.join(map(source_text, arg.choices))}, got "
+                            f"{source_text(converted)}", span,
+                            help=choice_help(converted, arg.choices))
             return POISON
         if arg.kind in ("int", "ints") and arg.name in ("units", "filters", "num_heads",
                                                          "key_dim", "input_dim", "output_dim",
@@ -1760,7 +1790,8 @@ class Elaborator:
         if name == "from_file":
             path = os.path.normpath(os.path.join(self.base_dir, str(out["path"])))
             if not os.path.isfile(path) and not self.missing_files_ok:
-                self.sink.error("argument-value", f"`from_file`: no file {source_text(out['path'])}", span,
+                self.sink.error("argument-value",
+                                f"`from_file`: no file {source_text(out['path'])}", span,
                                 help=f"paths are relative to the program: looked at {path}")
                 return POISON
             out["path"] = path
@@ -1791,8 +1822,8 @@ class Elaborator:
         except (ValueError, TypeError):
             arr = None
         if arr is None or arr.dtype == object or arr.dtype.kind not in "biuf":
-            self.sink.error("argument-type", f"{source_text(c.value)} is not a number or a regular nested "
-                            "list of numbers", c.span)
+            self.sink.error("argument-type", f"{source_text(c.value)} is not a number or a "
+                            "regular nested list of numbers", c.span)
             return POISON
         if dtype is None or dtype == "bool" and arr.dtype.kind != "b":
             dtype = {"b": "bool", "i": "int32", "u": "int32", "f": "float32"}[arr.dtype.kind]

@@ -412,7 +412,8 @@ def _previous_code(text: str, token: Token) -> tuple[int, str] | None:
 
 
 def _previous_code_line(text: str, token: Token) -> tuple[int, str] | None:
-    """The line before ``token``, when ``token`` starts its line and that line ends mid-expression."""
+    """The line before ``token``, when ``token`` starts its line and that line ends
+    mid-expression."""
     if not _starts_line(text, token):
         return None
     previous = _previous_code(text, token)
@@ -596,7 +597,8 @@ def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.
             return _report_incomplete_statement(earlier, token, expected, parser, text, file,
                                                 sink)
     sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
-               + _describe_expected(parser, expected), span, help=_token_help(token, expected))
+               + _describe_expected(parser, expected), span,
+               help=_token_help(token, expected, text))
     return _blank_lines(text, line)
 
 
@@ -693,9 +695,15 @@ _KEYWORDS = {"model", "block", "train", "input", "target", "layer", "param", "ou
              "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as"}
 
 
-def _token_help(token: Token, expected: set[str]) -> str | None:
+def _token_help(token: Token, expected: set[str], text: str) -> str | None:
+    if token.type == "REPEAT":
+        return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
+            "`x + (repeat 2 Block()(x))`"
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
+    before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if str(token) == "=" and before and before[-1] in _KEYWORDS:
+        return f"`{before[-1]}` is a keyword and cannot be used as a name"
     if str(token) == "=" and "COMPARE" not in expected:
         return "a statement is `name = expression`; compare with `==`"
     if "RPAR" in expected or "RSQB" in expected:

@@ -54,6 +54,9 @@ def _concat(call: OpCall) -> TensorType:
             raise unknown()()
         shapes.append(t.shape)
     rank = len(shapes[0])
+    if rank == 0:
+        raise ShapeError(f"`concat` joins tensors along an axis, but {xs[0]} is a scalar", 0,
+                         help="`stack([a, b])` makes a vector of scalars")
     axis = normalize_axis(call.args["axis"], rank)
     total: Dim = 0
     for i, (t, s) in enumerate(zip(xs, shapes, strict=True)):

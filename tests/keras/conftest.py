@@ -10,6 +10,8 @@ compares a training step with a hand computation and random dropout would hide i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from ..torch.conftest import EXAMPLES, example_source, shrink_source
 ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["EXAMPLES", "ROOT", "TINY_LM", "example_keras", "example_text", "keras_model",
-           "run_cli", "snapshot", "write_tiny_lm"]
+           "run_cli", "run_in_process", "snapshot", "write_tiny_lm"]
 
 # A tied LSTM language model small enough for command-line runs: two loss terms (the task
 # and a weight penalty) and a metric; 24 training samples, batches of 8: 3 steps an epoch.
@@ -104,3 +106,14 @@ def run_cli(args: Sequence[str], cwd: Path | str, timeout: int = 300) -> subproc
     env.pop("FORCE_COLOR", None)
     return subprocess.run([sys.executable, "-m", "graphdsl.cli", *args], cwd=str(cwd), env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(args: Sequence[str]) -> tuple[int, str, str]:
+    """`graphdsl ARGS` through ``graphdsl.cli.main`` in this process (no start-up cost):
+    (exit code, stdout, stderr). Give file arguments as absolute paths."""
+    from graphdsl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()

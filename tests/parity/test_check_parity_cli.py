@@ -3,7 +3,9 @@ weights, the largest difference per output and loss term in a table, exit 0 when
 difference is within 1e-5.
 
 The program is examples/lstm_lm.gdl shrunk (tests/torch/conftest.py), written to a
-temporary file: two models (tied and untied), each with an output and a loss term.
+temporary file: two models (tied and untied), each with an output and a loss term. The
+check runs the command line's ``main`` in the test process; the wrong program runs as a
+real process (exit code, no traceback).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..keras.conftest import run_cli
+from ..keras.conftest import run_cli, run_in_process
 from ..torch.conftest import example_source
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -21,10 +23,9 @@ pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 def test_check_parity_prints_every_output_and_term_and_exits_0(tmp_path: Path) -> None:
     (tmp_path / "lm.gdl").write_text(example_source("lstm_lm"), encoding="utf-8")
-    done = run_cli(["compile", "lm.gdl", "--check-parity"], tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "Traceback" not in done.stdout + done.stderr
-    out = done.stdout
+    code, out, err = run_in_process(["compile", str(tmp_path / "lm.gdl"), "--check-parity"])
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "Traceback" not in out + err
     for model in ("TiedLM", "UntiedLM"):
         assert f"parity: model {model}" in out
     rows = re.findall(r"(output logits|loss crossentropy)\s*[│|]\s*([0-9.e+-]+)\s*[│|]\s*(\w+)",

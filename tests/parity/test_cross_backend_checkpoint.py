@@ -1,10 +1,12 @@
 """One checkpoint for both backends, on the real command line.
 
 The tied LSTM language model of tests/keras/conftest.py (TINY_LM: two loss terms and a
-metric) trains a few steps with `graphdsl train --backend torch`; `graphdsl eval
---backend keras --weights .../final.safetensors --json` then reports the same loss, terms
-and metric as `graphdsl eval --backend torch` (within 1e-5), and the same as the run's own
-last validation. Then the other way round: trained by Keras, evaluated by both.
+metric) trains a few steps with `graphdsl train --backend torch` in a process of its own;
+`graphdsl eval --backend keras --weights .../final.safetensors --json` then reports the same
+loss, terms and metric as `graphdsl eval --backend torch` (within 1e-5), and the same as the
+run's own last validation. Then the other way round: trained by Keras, evaluated by both.
+The two evaluations run the command line's ``main`` in the test process (each backend's
+framework is imported once for the whole session instead of once per command).
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import pytest
 
 from graphdsl import checkpoint as ckpt
 
-from ..keras.conftest import run_cli, write_tiny_lm
+from ..keras.conftest import run_cli, run_in_process, write_tiny_lm
 
-pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.slow]
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 
 def evaluate(folder: Path, backend: str, weights: Path) -> dict[str, Any]:
-    done = run_cli(["eval", "tiny_lm.gdl", "--backend", backend, "--weights", str(weights),
-                    "--json"], folder)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    code, out, err = run_in_process(["eval", str(folder / "tiny_lm.gdl"), "--backend", backend,
+                                     "--weights", str(weights), "--json", "--device", "cpu"])
+    assert code == 0, err[-3000:]
+    return json.loads(out)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("trained_by", ["torch", "keras"])
