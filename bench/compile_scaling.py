@@ -13,9 +13,10 @@ Two families of programs, each with about N op nodes in the graph:
 For each program: parse time (text -> syntax tree), elaborate + check time (the rest of
 ``graphdsl.compile``), total, microseconds per op, all in CPU seconds of this process
 (steadier than wall-clock time on a shared machine; wall time of the whole compile is
-shown too), best of 3 runs for programs under 20k ops. Growth is called linear when the time per op of the largest program is within
-2x of the smallest. Where TensorFlow/Keras is importable, building the same functional
-graph with Keras is timed beside it.
+shown too), best of 3 runs for programs under 20k ops. Growth is called linear when the
+time per op of the largest program is within 2x of the smallest. Where TensorFlow/Keras is
+importable, building the same functional graph with Keras is timed beside it (up to
+--keras-max ops: Keras needs about 6-9 s per 1k layers).
 """
 
 from __future__ import annotations
