@@ -63,6 +63,13 @@ class _Lookup:
         return self.items[key]
 
 
+def _read(variable: keras.Variable) -> Any:
+    """A variable's value as a TensorFlow tensor (the read is recorded by gradient tapes)."""
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(variable.value)
+
+
 def _reparam(spec: Spec) -> Any:
     axis = int(spec.get("axis", 0))
     ops = keras.ops
@@ -119,9 +126,11 @@ class GraphModel(keras.Model):
         program = compile_text(source, file, model=model_name, files=self.program_files)
         self.ir: ModelGraph = program.models[model_name]
         self._build_variables(initial_values(self.ir, seed))
-        generated = Codegen(self.ir, load_all(), self._param_access,
-                            constant_access=lambda n: f"self._consts[{const_name(n)!r}]",
-                            training="training", extra_args="training=False").generate()
+        codegen = Codegen(self.ir, load_all(), self._param_access,
+                          constant_access=lambda n: f"self._consts[{const_name(n)!r}]",
+                          training="training", extra_args="training=False")
+        codegen.globals["_read"] = _read
+        generated = codegen.generate()
         self._source = _Lookup({"generated": generated.source})
         functions = generated.functions()
         self._forward_fn = _Lookup(functions)
@@ -198,7 +207,11 @@ class GraphModel(keras.Model):
 
     def _param_access(self, data: dict[str, Any]) -> str:
         name = data["name"]
+        # A weight is read as a tensor (what every op accepts; the tape records the read);
+        # state such as moving statistics stays a variable, which its op `assign`s.
         access = f"self._vars[{name!r}]"
+        if data["role"] == "weight":
+            access = f"_read({access})"
         if name in self._reparams:
             access = f"self._reparams[{name!r}]({access})"
         if data["kernel_mask"] is not None:

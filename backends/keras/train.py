@@ -85,8 +85,11 @@ def compute_gradients(model: GraphModel, x: dict[str, Any],
     for (spec, _, names), loss in zip(model.groups, losses, strict=True):
         variables = [model._vars[n] for n in names]
         group = tape.gradient(loss, variables)
-        group = [g if g is not None else tf.zeros_like(v) for g, v in zip(group, variables,
-                                                                          strict=True)]
+        # Dense gradients: Keras' optimizers update sparse (IndexedSlices) gradients of a
+        # lookup row by row, so an id seen twice in a batch would get the sum of squares in
+        # Adam's second moment instead of the square of the sum. PyTorch's are dense.
+        group = [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
+                 for g, v in zip(group, variables, strict=True)]
         decay = float(spec.get("weight_decay", 0.0))
         if decay and spec.name in ("adam", "sgd"):
             group = [g + decay * v for g, v in zip(group, variables, strict=True)]
