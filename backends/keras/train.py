@@ -27,16 +27,48 @@ from graphdsl.training import NonFiniteLoss, Settings, StepResult, train_error
 from .model import GraphModel, build_model
 
 
+class _CanonicalAdamStep:
+    """Adam's update as graphdsl (and PyTorch) defines it: epsilon is added to the
+    bias-corrected sqrt(v). Keras adds it to the uncorrected one, which differs by about
+    epsilon / |gradient| in the first steps."""
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        ops = keras.ops
+        opt: Any = self
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(opt.iterations + 1, variable.dtype)
+        beta_1_power = ops.power(ops.cast(opt.beta_1, variable.dtype), step)
+        beta_2_power = ops.power(ops.cast(opt.beta_2, variable.dtype), step)
+        m = opt._momentums[opt._get_variable_index(variable)]
+        v = opt._velocities[opt._get_variable_index(variable)]
+        opt.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - opt.beta_1))
+        opt.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - opt.beta_2))
+        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(1 - beta_2_power)), opt.epsilon)
+        opt.assign_sub(variable, ops.divide(ops.multiply(m, lr / (1 - beta_1_power)),
+                                            denominator))
+
+
+@keras.saving.register_keras_serializable(package="graphdsl")
+class CanonicalAdam(_CanonicalAdamStep, keras.optimizers.Adam):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="graphdsl")
+class CanonicalAdamW(_CanonicalAdamStep, keras.optimizers.AdamW):
+    pass
+
+
 def make_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     a = dict(spec.args)
     if spec.name == "sgd":
         return keras.optimizers.SGD(learning_rate=a["lr"], momentum=a["momentum"],
                                     nesterov=a["nesterov"])
     if spec.name == "adam":
-        return keras.optimizers.Adam(learning_rate=a["lr"], beta_1=a["beta_1"],
-                                     beta_2=a["beta_2"], epsilon=a["epsilon"])
-    return keras.optimizers.AdamW(learning_rate=a["lr"], weight_decay=a["weight_decay"],
-                                  beta_1=a["beta_1"], beta_2=a["beta_2"], epsilon=a["epsilon"])
+        return CanonicalAdam(learning_rate=a["lr"], beta_1=a["beta_1"], beta_2=a["beta_2"],
+                             epsilon=a["epsilon"])
+    return CanonicalAdamW(learning_rate=a["lr"], weight_decay=a["weight_decay"],
+                          beta_1=a["beta_1"], beta_2=a["beta_2"], epsilon=a["epsilon"])
 
 
 def make_groups(model: GraphModel, optimizer: Any = None,

@@ -90,9 +90,8 @@ OPTIMIZERS = _table(
             "w -= lr * (g + weight_decay w), with momentum buffer as in torch.optim.SGD"),
     SpecDef("adam", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
                      "weight_decay": 0.0, "loss": None},
-            "Adam (L2 weight decay added to the gradient); PyTorch adds epsilon to the "
-            "bias-corrected sqrt(v), Keras to the uncorrected one, a difference of order "
-            "epsilon / |gradient| in the first steps"),
+            "Adam as in torch.optim.Adam: epsilon added to the bias-corrected sqrt(v); L2 "
+            "weight decay added to the gradient"),
     SpecDef("adamw", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
                       "weight_decay": 0.01, "loss": None}, "AdamW: decoupled weight decay"),
 )
