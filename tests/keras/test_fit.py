@@ -8,8 +8,8 @@
 * Per-group optimizers (S16) from the train block with ``model.compile()`` and no
   optimizer; each group's first Adam step has its own size.
 * S14 (a GAN): each optimizer steps on the gradient of its own loss only (checked against
-  Keras' Adam applied by hand to the own-loss gradients; ``Dropout(0.3)`` is replaced by
-  ``Dropout(0.0)`` so the step is reproducible).
+  ``torch.optim.Adam``, the canonical update, applied to the own-loss gradients;
+  ``Dropout(0.3)`` is replaced by ``Dropout(0.0)`` so the step is reproducible).
 * S11: sampling is deterministic in inference (z = mean), random in training.
 * S10: after every step the projected constraints hold, and the step is exactly the
   projection of the plain SGD step (which alone breaks them).
@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import torch
 
 from .conftest import EXAMPLES, example_keras, keras_model, snapshot
 
@@ -183,6 +184,7 @@ def test_s16_compile_uses_the_train_blocks_groups_and_each_steps_at_its_rate() -
 # ---- S14: each optimizer steps on its own loss ---------------------------------------------
 
 
+@pytest.mark.torch
 def test_s14_each_group_steps_on_the_gradient_of_its_own_loss() -> None:
     model = example_keras("s14_gan", "GAN", seed=3, replace=[("Dropout(0.3)", "Dropout(0.0)")])
     rng = np.random.default_rng(1)
@@ -206,8 +208,6 @@ def test_s14_each_group_steps_on_the_gradient_of_its_own_loss() -> None:
         for prefix in own:
             group = [n for n in names if n.startswith(prefix)]
             # the reference step: torch.optim.Adam, whose update is the canonical one
-            import torch
-
             copies = [torch.nn.Parameter(torch.from_numpy(before[n].copy())) for n in group]
             for c, n in zip(copies, group, strict=True):
                 c.grad = torch.from_numpy(np.array(grads[n]))
