@@ -139,7 +139,7 @@ train_lines = st.lists(st.sampled_from([
     'data = "missing.npz"', "precision = \"fp8\"", "clip_norm = 1.0"]), max_size=4)
 
 
-# Minimal failures found by exploring with more examples (see /tmp/notes/coretests.md);
+# Minimal failures found by exploring with more examples;
 # kept so they are checked on every run.
 @example(["h = concat(d)"], [])                      # KeyError 'xs' in ops/shape.py
 @example(["h = stack(2)", "inference output o = concat()"], [])
