@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphdsl.compiler import Program
-from graphdsl.ir import ModelGraph
-from graphdsl.synthetic import perturbed_values, synthetic_batch
-from graphdsl.weights import initial_values
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.runtime.synthetic import perturbed_values, synthetic_batch
+from graphdsl.runtime.weights import initial_values
 
 TOLERANCE = 1e-5
 

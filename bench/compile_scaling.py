@@ -34,7 +34,7 @@ from typing import Any
 
 import graphdsl
 from graphdsl.diagnostics import DiagnosticSink
-from graphdsl.parser import parse
+from graphdsl.syntax.parser import parse
 
 WIDTH = 8
 BLOCK_UNITS = 10  # units of 3 ops in the repeated block: 30 ops per copy

@@ -189,7 +189,7 @@ def compare_keras(batch: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     import numpy as np
     import tensorflow as tf
 
-    from graphdsl.backends.keras.train import apply_gradients, compute_gradients
+    from graphdsl.backends.keras.step import apply_gradients, compute_gradients
 
     class HandKerasLM(keras.Model):
         def __init__(self, vocab: int = 5000, dim: int = 200, p: float = 0.3):

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import syntax as ast
+from graphdsl.syntax import tree as ast
+
 from .checks import run_checks
 from .diagnostics import (
     Diagnostic,
@@ -20,10 +21,10 @@ from .diagnostics import (
     Span,
     display_path,
 )
-from .elaborate import Definition, Elaborator, Namespace
-from .ir import ModelGraph
-from .parser import parse
-from .train_config import check_train_block
+from .elaborate.core import Definition, Elaborator, Namespace
+from .elaborate.train_block import check_train_block
+from .ir.graph import ModelGraph
+from .syntax.parser import parse
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 DEFAULT_MEMORY_LIMIT = 64 * 1024**3
@@ -371,7 +372,7 @@ def _warn_unread_block_inputs(node: ast.Definition, sink: DiagnosticSink) -> Non
 
 
 def program_json(program: Program | None, diagnostics: list[Diagnostic]) -> dict[str, Any]:
-    from .summary import model_json
+    from .ir.summary import model_json
 
     return {
         "ok": not any(d.is_error for d in diagnostics),

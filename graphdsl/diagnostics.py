@@ -354,3 +354,10 @@ __all__ = [
     "choice_help", "did_you_mean", "display_path", "dump_json", "print_diagnostics", "render",
     "render_all", "source_text", "suggestion_help", "summary_line", "use_color",
 ]
+
+
+def report(diagnostics: Sequence[Diagnostic], sources: SourceMap) -> None:
+    """Print diagnostics and their summary line to stderr (nothing when there are none)."""
+    if diagnostics:
+        print_diagnostics(diagnostics, sources, sys.stderr)
+        sys.stderr.write(summary_line(diagnostics) + "\n")

@@ -37,13 +37,13 @@ from typing import Any
 
 from .compiler import Program, compile_path, compile_text
 from .diagnostics import Diagnostic, GraphdslError, SourceMap, render_all, summary_line
+from .elaborate.train_block import CHOICES, SETTINGS
 from .errorcodes import CODES
 from .ops import FAMILIES, REQUIRED, all_ops
 from .ops import registry as registry_module
 from .ops.elementwise import OPERATORS
 from .ops.registry import LAYER_ARGS, Arg, In, OpDef, ParamSpec
 from .ops.specs import SPEC_TABLES, SpecDef
-from .train_config import CHOICES, SETTINGS
 
 DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLE_NAME = "example.gdl"  # the file name an inline example compiles under
@@ -248,7 +248,7 @@ def ops_markdown() -> str:
 
 
 def settings_markdown() -> str:
-    """The train block's settings (graphdsl/train_config.py)."""
+    """The train block's settings (graphdsl/elaborate/train_block.py)."""
     rows = []
     for name, (kind, default, meaning) in SETTINGS.items():
         shown = "—" if default is None else md_code(dsl_value(default))
@@ -363,7 +363,7 @@ def compile_output(compiled: Compiled, examples: Path) -> str:
     """What `graphdsl compile` prints (no colour, paths relative to ``examples``)."""
     from rich.console import Console
 
-    from .summary import print_model
+    from .ir.summary import print_model
 
     text = ""
     if compiled.diagnostics:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from graphdsl.compiler import Program
-    from graphdsl.ir import ModelGraph
+    from graphdsl.ir.graph import ModelGraph
 
     from .model import GraphModel
 

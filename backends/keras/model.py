@@ -24,11 +24,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from graphdsl.codegen import Codegen, const_name
 from graphdsl.compiler import compile_text
-from graphdsl.ir import ModelGraph
+from graphdsl.ir.codegen import Codegen, const_name
+from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops.specs import Spec
-from graphdsl.weights import initial_values
+from graphdsl.runtime.weights import initial_values
 
 from .ops import load_all
 
@@ -85,7 +85,7 @@ def _reparam(spec: Spec) -> Any:
 
 
 def project(value: Any, spec: Spec) -> Any:
-    """The projection of a `mode = "project"` constraint (graphdsl/weights.py)."""
+    """The projection of a `mode = "project"` constraint (graphdsl/runtime/weights.py)."""
     ops = keras.ops
     axis = int(spec.get("axis", 0))
     if spec.name == "non_neg":
@@ -264,7 +264,7 @@ class GraphModel(keras.Model):
     # ---- training with fit()
     def compile(self, optimizer: Any = None, **kwargs: Any) -> None:
         """Without an optimizer, the train block's optimizer groups are used."""
-        from .train import make_groups
+        from .step import make_groups
 
         self.groups = make_groups(self, optimizer)
         self._training.items["optimizer"] = optimizer
@@ -294,7 +294,7 @@ class GraphModel(keras.Model):
         return dict(x), dict(y or {})
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        from .train import apply_step
+        from .step import apply_step
 
         x, y = self._split(data)
         _, terms, metrics = apply_step(self, x, y, lr_factor=None)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from graphdsl.compiler import Program
-    from graphdsl.ir import ModelGraph
+    from graphdsl.ir.graph import ModelGraph
 
     from .module import GraphModule
 

@@ -1,5 +1,5 @@
 """Parameter constraints: re-parameterisations (torch.nn.utils.parametrize) and the
-projections applied after each optimizer step. Definitions: graphdsl/weights.py."""
+projections applied after each optimizer step. Definitions: graphdsl/runtime/weights.py."""
 
 from __future__ import annotations
 

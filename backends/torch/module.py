@@ -5,7 +5,7 @@ read like the program (``gpt2_block.3.dense.kernel``). A tied tensor is one Para
 its other uses read it (transposed uses are views made at use time). The forward pass
 is generated Python source, straight-line over the graph in topological order, so it
 costs what a hand-written module costs and ``torch.compile(fullgraph=True)`` traces it
-without graph breaks. The source (graphdsl/codegen.py) is kept as ``module.generated_source``.
+without graph breaks. The source (graphdsl/ir/codegen.py) is kept as ``module.generated_source``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from graphdsl.codegen import Codegen, attr_chain, const_name
-from graphdsl.ir import ModelGraph
+from graphdsl.ir.codegen import Codegen, attr_chain, const_name
+from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops.specs import Spec
-from graphdsl.weights import initial_values
+from graphdsl.runtime.weights import initial_values
 
 from .constraints import Reparametrization, project_
 from .ops import load_all

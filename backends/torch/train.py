@@ -1,4 +1,4 @@
-"""The PyTorch engine of `graphdsl train` / `graphdsl eval` (the driver: graphdsl/training.py).
+"""The PyTorch engine of `graphdsl train` / `graphdsl eval` (the driver: graphdsl/runtime/training.py).
 
 One step: forward and loss in one generated pass, backward (per optimizer group when
 groups minimise their own losses), gradient clipping, optimizer steps, constraint
@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphdsl import training
 from graphdsl.compiler import Program
-from graphdsl.ir import ModelGraph
+from graphdsl.elaborate.train_block import loss_terms_named
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.patterns import matches
 from graphdsl.ops.specs import Spec
-from graphdsl.patterns import matches
-from graphdsl.train_config import loss_terms_named
-from graphdsl.training import NonFiniteLoss, Settings, StepResult, train_error
+from graphdsl.runtime import training
+from graphdsl.runtime.training import NonFiniteLoss, Settings, StepResult, train_error
 
 from .module import GraphModule, LossResult, build_module
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..diagnostics import DiagnosticSink
-from ..ir import ModelGraph
+from ..ir.graph import ModelGraph
 from .connectivity import check_connectivity
 from .resources import check_memory
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..diagnostics import DiagnosticSink, Note
-from ..ir import ModelGraph
+from ..ir.graph import ModelGraph
 
 
 def _ancestors_of(graph: ModelGraph, sinks: list[str]) -> set[str]:

@@ -4,7 +4,7 @@ framework allocates them."""
 from __future__ import annotations
 
 from ..diagnostics import DiagnosticSink
-from ..ir import ModelGraph
+from ..ir.graph import ModelGraph
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")

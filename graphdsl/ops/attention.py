@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType
+from ..ir.types import ShapeError, TensorType
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import known
 
@@ -98,7 +98,7 @@ register(OpDef(
 
 
 def _merge_heads(call: OpCall) -> TensorType:
-    from ..types import dim_mul
+    from ..ir.types import dim_mul
 
     b, h, t, d = call.shape("x", exact_rank=4)
     return TensorType(call.input("x").dtype, (b, t, dim_mul(h, d)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..diagnostics import choice_help, source_text
-from ..types import ShapeError, TensorType
+from ..ir.types import ShapeError, TensorType
 from .core import last_dim_of
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import as_pair, conv_length
@@ -146,7 +146,7 @@ register(OpDef(
 
 
 def _zero_pad2d(call: OpCall) -> TensorType:
-    from ..types import dim_add
+    from ..ir.types import dim_add
 
     b, h, w, c = call.shape("x", exact_rank=4)
     ph, pw = as_pair(call.args["padding"], "padding")

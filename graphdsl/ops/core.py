@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..types import ShapeError, TensorType, shape_str
+from ..ir.types import ShapeError, TensorType, shape_str
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import product, same_as
 
@@ -103,7 +103,7 @@ def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:
         elif known_part == total:
             out[out.index(-1)] = 1
         else:
-            from ..types import Sym
+            from ..ir.types import Sym
             out[out.index(-1)] = Sym.named(f"({total})/({known_part})")
     elif product(out) != total:
         raise ShapeError(f"cannot reshape {shape_str(tuple(in_shape))} ({total} elements) into "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import FLOAT_DTYPES, ShapeError, TensorType, broadcast
+from ..ir.types import FLOAT_DTYPES, ShapeError, TensorType, broadcast
 from .registry import Arg, In, OpCall, OpDef, register
 from .rules import same_as
 from .specs import ACTIVATIONS
@@ -123,7 +123,7 @@ for _name, _spec in ACTIVATIONS.items():
 
 def _softmax(call: OpCall) -> TensorType:
     shape = call.shape("x", min_rank=1)
-    from ..types import normalize_axis
+    from ..ir.types import normalize_axis
 
     normalize_axis(call.args["axis"], len(shape))
     if call.has("where"):
@@ -162,7 +162,7 @@ register(OpDef(
 
 
 def _cast(call: OpCall) -> TensorType:
-    from ..types import DTYPES
+    from ..ir.types import DTYPES
 
     dtype = call.args["dtype"]
     if dtype not in DTYPES:

@@ -11,7 +11,7 @@ gradient), and unweighted losses are the plain mean over valid samples.
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType, broadcast, shape_str
+from ..ir.types import ShapeError, TensorType, broadcast, shape_str
 from .registry import Arg, In, OpCall, OpDef, register
 
 SCALAR = TensorType("float32", ())

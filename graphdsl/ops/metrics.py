@@ -6,7 +6,7 @@ A metric is aggregated over an epoch as sum(value * m) / sum(m) over all valid s
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType
+from ..ir.types import ShapeError, TensorType
 from .losses import SCALAR, _check_weights, sample_shape
 from .registry import Arg, In, OpCall, OpDef, register
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import TensorType
+from ..ir.types import TensorType
 from .core import last_dim_of
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 from .rules import same_as
@@ -11,7 +11,7 @@ from .rules import same_as
 def _check_last_axis(call: OpCall) -> TensorType:
     call.shape("x", min_rank=1)
     if call.args["axis"] != -1:
-        from ..types import ShapeError
+        from ..ir.types import ShapeError
 
         raise ShapeError("only axis = -1 (the channels axis) is supported", "axis",
                          code="argument-value")

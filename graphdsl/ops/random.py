@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType, broadcast
+from ..ir.types import ShapeError, TensorType, broadcast
 from .registry import Arg, In, OpCall, OpDef, register
 from .rules import same_as
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import TensorType
+from ..ir.types import TensorType
 from .core import last_dim_of
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import ShapeError, TensorType, broadcast, normalize_axis
+from ..ir.types import ShapeError, TensorType, broadcast, normalize_axis
 from .registry import Arg, In, OpCall, OpDef, register
 
 

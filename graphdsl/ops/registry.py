@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..types import Shape, ShapeError, TensorType
+from ..ir.types import Shape, ShapeError, TensorType
 
 
 class _Required:

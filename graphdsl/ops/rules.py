@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..diagnostics import source_text
-from ..types import Dim, Shape, ShapeError, TensorType, dim_add, dim_floordiv, dim_mul, dim_sub
+from ..ir.types import Dim, Shape, ShapeError, TensorType, dim_add, dim_floordiv, dim_mul, dim_sub
 from .registry import OpCall
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import Dim, ShapeError, TensorType, dim_add, dim_floordiv, dim_sub, normalize_axis
+from ..ir.types import Dim, ShapeError, TensorType, dim_add, dim_floordiv, dim_sub, normalize_axis
 from .core import reshape_rule
 from .registry import Arg, In, OpCall, OpDef, register
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from graphdsl.cli import main
+from graphdsl.cli.main import main
 
 CLEAN = """\
 model Tiny {

@@ -12,7 +12,7 @@ import pytest
 
 import graphdsl
 from graphdsl import Diagnostic, GraphdslError
-from graphdsl.ir import ModelGraph
+from graphdsl.ir.graph import ModelGraph
 
 
 def compile_model(source: str, name: str, **options) -> ModelGraph:

@@ -16,7 +16,7 @@ import pytest
 
 import graphdsl
 from graphdsl.compiler import Program
-from graphdsl.ir import ModelGraph
+from graphdsl.ir.graph import ModelGraph
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.gdl"))
@@ -315,7 +315,7 @@ def test_s14_each_half_has_its_own_optimizer_group() -> None:
 
 
 def test_s15_the_restore_covers_the_trunk_and_not_the_new_head() -> None:
-    from graphdsl.patterns import matches
+    from graphdsl.ir.patterns import matches
 
     program = compile_example("s15_transfer.gdl")
     pretrain, transfer = program.model("Pretrain"), program.model("Transfer")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import graphdsl
 from graphdsl import GraphdslError
 from graphdsl.compiler import Program, program_json
-from graphdsl.summary import to_dot
+from graphdsl.ir.summary import to_dot
 
 pytestmark = pytest.mark.slow  # about 30 s in all
 

@@ -48,7 +48,7 @@ if sys.argv[1] == "block":
 
 import graphdsl
 from graphdsl import GraphdslError
-from graphdsl.cli import main
+from graphdsl.cli.main import main
 
 results = {}
 folder = tempfile.mkdtemp()

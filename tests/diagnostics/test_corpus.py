@@ -288,7 +288,7 @@ def test_generated(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     check_golden(rendered, GENERATED_GOLDEN_DIR / f"{name}.out")
 
 
-# --- codes found when loading data or weights (graphdsl/data.py, graphdsl/checkpoint.py) --
+# --- codes found when loading data or weights (graphdsl/runtime/data.py, graphdsl/runtime/checkpoint.py) --
 
 RUNTIME_PROGRAM = """
 model Net {
@@ -312,14 +312,14 @@ def run_runtime_case(name: str, tmp_path: Path) -> tuple[Diagnostic, ...]:
     the exception they raise."""
     import numpy as np
 
-    from graphdsl.checkpoint import (
+    from graphdsl.runtime.checkpoint import (
         CheckpointError,
         load_checkpoint,
         model_metadata,
         save_checkpoint,
         select,
     )
-    from graphdsl.data import DataError, load_npz
+    from graphdsl.runtime.data import DataError, load_npz
 
     model = runtime_model(tmp_path)
     try:
@@ -550,7 +550,7 @@ def test_cli_never_shows_a_traceback() -> None:
     internal error. One process for the whole corpus keeps this fast."""
     script = (
         "import sys, io, contextlib\n"
-        "from graphdsl.cli import main\n"
+        "from graphdsl.cli.main import main\n"
         "codes = {}\n"
         "for arg in sys.argv[1:]:\n"
         "    err = io.StringIO()\n"

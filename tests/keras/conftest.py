@@ -109,9 +109,9 @@ def run_cli(args: Sequence[str], cwd: Path | str, timeout: int = 300) -> subproc
 
 
 def run_in_process(args: Sequence[str]) -> tuple[int, str, str]:
-    """`graphdsl ARGS` through ``graphdsl.cli.main`` in this process (no start-up cost):
+    """`graphdsl ARGS` through ``graphdsl.cli.main.main`` in this process (no start-up cost):
     (exit code, stdout, stderr). Give file arguments as absolute paths."""
-    from graphdsl.cli import main
+    from graphdsl.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

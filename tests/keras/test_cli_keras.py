@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from graphdsl import checkpoint as ckpt
+from graphdsl.runtime import checkpoint as ckpt
 
 from .conftest import keras_model, run_cli, write_tiny_lm
 

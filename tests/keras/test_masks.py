@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import pytest
 
-from graphdsl.ir import ModelGraph
-from graphdsl.types import Sym
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import Sym
 
 from ..torch.conftest import ALL_EXAMPLES, example_program, synthetic_arrays
 from .conftest import example_keras, keras_model, snapshot

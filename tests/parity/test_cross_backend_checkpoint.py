@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from graphdsl import checkpoint as ckpt
+from graphdsl.runtime import checkpoint as ckpt
 
 from ..keras.conftest import run_cli, run_in_process, write_tiny_lm
 

@@ -31,10 +31,10 @@ import pytest
 
 import graphdsl
 from graphdsl.compiler import Program
-from graphdsl.ir import ModelGraph
+from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops.specs import Spec, default_spec
-from graphdsl.training import Settings, resolve_settings
-from graphdsl.weights import initial_values
+from graphdsl.runtime.training import Settings, resolve_settings
+from graphdsl.runtime.weights import initial_values
 
 from ..torch.conftest import ALL_EXAMPLES, EXAMPLES, example_source, synthetic_arrays
 

@@ -14,7 +14,7 @@ integer inputs are drawn below the smallest ``Embedding`` they reach (and below 
 context of any ``positions`` embedding), with a padded tail (id 0) on every row but the
 first; integer targets are drawn below the class count of the prediction they are scored
 against; bool inputs are True on the same unpadded steps; floats are uniform in [0, 1).
-(graphdsl/synthetic.py makes batches for `--check-parity`; these differ on purpose: real
+(graphdsl/runtime/synthetic.py makes batches for `--check-parity`; these differ on purpose: real
 padding tails that the masks must handle, masks aligned with them, ids that stay inside
 tables reached through other ops, and [0, 1) floats that suit probability targets.)
 
@@ -41,8 +41,8 @@ import torch
 
 import graphdsl
 from graphdsl.compiler import Program
-from graphdsl.ir import ModelGraph
-from graphdsl.types import Sym
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import Sym
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -219,7 +219,7 @@ def make_engine(program: Program, model: str | None = None, **overrides: Any) ->
     """The backend's own training engine (CPU, fp32), for stepping by hand with
     ``engine.train_step(arrays, lr_factor)``; ``overrides`` are train-block settings."""
     from graphdsl.backends.torch.train import TorchEngine
-    from graphdsl.training import resolve_settings
+    from graphdsl.runtime.training import resolve_settings
 
     graph = program.model(model)
     return TorchEngine(program, graph, resolve_settings(graph, {"device": "cpu", **overrides}))

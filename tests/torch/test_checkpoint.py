@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import graphdsl
-from graphdsl import checkpoint as ckpt
-from graphdsl.training import Driver, resolve_settings
-from graphdsl.weights import initial_values
+from graphdsl.runtime import checkpoint as ckpt
+from graphdsl.runtime.training import Driver, resolve_settings
+from graphdsl.runtime.weights import initial_values
 
 from .conftest import (
     EXAMPLES,
@@ -227,7 +227,7 @@ def test_killed_run_resumes_bit_identical_to_an_uninterrupted_run(tmp_path: Path
 
 def test_resume_with_a_changed_program_is_a_mismatch(tmp_path: Path) -> None:
     from graphdsl.backends.torch.train import train_model
-    from graphdsl.training import TrainError
+    from graphdsl.runtime.training import TrainError
 
     source = example_source("s07_activity_penalty")
     program = graphdsl.compile(source)

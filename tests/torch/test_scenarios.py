@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import graphdsl
-from graphdsl import checkpoint as ckpt
-from graphdsl.weights import initial_values
+from graphdsl.runtime import checkpoint as ckpt
+from graphdsl.runtime.weights import initial_values
 
 from .conftest import (
     EXAMPLES,

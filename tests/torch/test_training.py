@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import graphdsl
-from graphdsl import checkpoint as ckpt
+from graphdsl.runtime import checkpoint as ckpt
 
 from .conftest import run_cli, start_cli, wait_for
 
@@ -179,7 +179,7 @@ def test_eval_reports_the_loss_of_the_saved_weights_on_the_data(tmp_path: Path) 
 
 def test_freeze_in_the_train_block_keeps_weights_bit_identical(tmp_path: Path) -> None:
     from graphdsl.backends.torch.train import train_model
-    from graphdsl.weights import initial_values
+    from graphdsl.runtime.weights import initial_values
 
     two_parts_data(tmp_path / "data.npz")
     program = graphdsl.compile(TWO_PARTS + 'train TwoParts { data = "data.npz"  freeze body.*'

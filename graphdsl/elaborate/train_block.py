@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import syntax as ast
-from .diagnostics import DiagnosticSink, Note, source_text, suggestion_help
-from .ir import ModelGraph, TrainConfig
-from .ops.specs import Spec
-from .patterns import matches
+from graphdsl.diagnostics import DiagnosticSink, Note, source_text, suggestion_help
+from graphdsl.ir.graph import ModelGraph, TrainConfig
+from graphdsl.ir.patterns import matches
+from graphdsl.ops.specs import Spec
+from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:
-    from .elaborate import Elaborator
+    from graphdsl.elaborate.core import Elaborator
 
 # name -> (kind, default, check, meaning)
 SETTINGS: dict[str, tuple[str, Any, str]] = {
@@ -40,7 +40,7 @@ CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cud
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
                       base_dir: str, elaborator: Elaborator) -> TrainConfig:
-    from .elaborate import Const, Scope
+    from graphdsl.elaborate.core import Const, Scope
 
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)

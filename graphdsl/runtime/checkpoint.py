@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .diagnostics import Diagnostic, Note
-from .ir import ModelGraph
-from .patterns import matches
+from graphdsl.diagnostics import Diagnostic, Note
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.patterns import matches
 
 FORMAT = "graphdsl-checkpoint/1"
 STATE_FORMAT = "graphdsl-train-state/1"

@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import syntax as ast
-from .diagnostics import (
+from graphdsl.diagnostics import (
     DiagnosticSink,
     Note,
     Span,
@@ -25,23 +24,8 @@ from .diagnostics import (
     source_text,
     suggestion_help,
 )
-from .ir import LayerRecord, ModelGraph
-from .ops import REGISTRY, load_all
-from .ops.elementwise import OPERATORS
-from .ops.registry import (
-    LAYER_ARGS,
-    REQUIRED,
-    Arg,
-    In,
-    OpCall,
-    OpDef,
-    ParamSpec,
-    param_args,
-    snake_case,
-)
-from .ops.registry import _Unknown as UnknownShape
-from .ops.specs import SPEC_TABLES, Spec, default_spec
-from .types import (
+from graphdsl.ir.graph import LayerRecord, ModelGraph
+from graphdsl.ir.types import (
     DTYPES,
     FLOAT_DTYPES,
     Dim,
@@ -55,6 +39,22 @@ from .types import (
     dim_sub,
     shape_str,
 )
+from graphdsl.ops import REGISTRY, load_all
+from graphdsl.ops.elementwise import OPERATORS
+from graphdsl.ops.registry import (
+    LAYER_ARGS,
+    REQUIRED,
+    Arg,
+    In,
+    OpCall,
+    OpDef,
+    ParamSpec,
+    param_args,
+    snake_case,
+)
+from graphdsl.ops.registry import _Unknown as UnknownShape
+from graphdsl.ops.specs import SPEC_TABLES, Spec, default_spec
+from graphdsl.syntax import tree as ast
 
 # Keras spellings of spec arguments -> graphdsl's.
 KERAS_ALIASES = {"learning_rate": "lr", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon",
@@ -1431,7 +1431,7 @@ class Elaborator:
         if init.name != "from_file" or (self.missing_files_ok and
                                          not os.path.isfile(init["path"])):
             return
-        from .weights import file_shape
+        from graphdsl.runtime.weights import file_shape
 
         try:
             found = file_shape(init["path"])

@@ -28,8 +28,8 @@ from typing import Any
 
 import networkx as nx
 
-from .diagnostics import Span
-from .types import DTYPE_BYTES, TensorType, numel
+from graphdsl.diagnostics import Span
+from graphdsl.ir.types import DTYPE_BYTES, TensorType, numel
 
 NODE_KINDS = ("input", "target", "param", "op", "output", "loss", "metric")
 

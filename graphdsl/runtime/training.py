@@ -24,13 +24,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import checkpoint as ckpt
-from .compiler import Program
-from .data import DataError, Dataset, is_text, load_npz, load_text_corpus, save_vocab
-from .diagnostics import Diagnostic, Note
-from .ir import ModelGraph
-from .ops.specs import Spec, default_spec
-from .train_config import SETTINGS
+from graphdsl.compiler import Program
+from graphdsl.diagnostics import Diagnostic, Note
+from graphdsl.elaborate.train_block import SETTINGS
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ops.specs import Spec, default_spec
+from graphdsl.runtime import checkpoint as ckpt
+from graphdsl.runtime.data import (
+    DataError,
+    Dataset,
+    is_text,
+    load_npz,
+    load_text_corpus,
+    save_vocab,
+)
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -482,7 +489,7 @@ def models_to_train(program: Program, name: str | None) -> list[ModelGraph]:
 
 
 def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
-    from .cli import report
+    from graphdsl.diagnostics import report
 
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "steps": args.steps, "precision": args.precision,
@@ -531,7 +538,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
 
 
 def run_eval(program: Program, args: Any, make_engine: EngineFactory) -> int:
-    from .cli import report
+    from graphdsl.diagnostics import report
 
     model = program.model(args.model)
     overrides = {"data": args.data, "batch": args.batch, "seed": args.seed,

@@ -19,8 +19,8 @@ import lark
 from lark import Token, v_args
 from lark.visitors import Transformer_NonRecursive
 
-from . import syntax as ast
-from .diagnostics import DiagnosticSink, Note, Span
+from graphdsl.diagnostics import DiagnosticSink, Note, Span
+from graphdsl.syntax import tree as ast
 
 MAX_NESTING = 200
 MAX_SYNTAX_ERRORS = 10
@@ -32,7 +32,7 @@ def _grammar_text() -> str:
     try:
         return resources.files("graphdsl.grammar").joinpath("graphdsl.lark").read_text("utf-8")
     except (ModuleNotFoundError, FileNotFoundError):  # running from a checkout, not installed
-        return (Path(__file__).resolve().parent.parent / "grammar" / "graphdsl.lark").read_text()
+        return (Path(__file__).resolve().parents[2] / "grammar" / "graphdsl.lark").read_text()
 
 
 @functools.lru_cache(maxsize=1)

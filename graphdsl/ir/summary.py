@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ir import ModelGraph
-from .types import TensorType, numel
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import TensorType, numel
 
 
 def _type_json(t: TensorType) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .ir import ModelGraph
-from .types import Sym, TensorType
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import Sym, TensorType
 
 
 def _id_range(model: ModelGraph, node: str) -> int:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from graphdsl.cli.common import EXIT_USAGE, load_program
+
 
 def add_train_commands(sub: Any) -> None:
     for name, helptext in (("train", "train a model"), ("eval", "evaluate saved weights")):
@@ -32,13 +34,11 @@ def add_train_commands(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .cli import EXIT_USAGE, load_program
-
     program, code = load_program(args)
     if program is None:
         return code
     try:
-        from .backends import get_backend
+        from graphdsl.backends import get_backend
 
         backend = get_backend(args.backend)
         runner = getattr(backend, "run_" + args.command, None)

@@ -20,9 +20,9 @@ from typing import Any
 
 import networkx as nx
 
-from .ir import ModelGraph
-from .ops import REGISTRY
-from .ops.specs import Spec
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ops import REGISTRY
+from graphdsl.ops.specs import Spec
 
 _counter = itertools.count()
 

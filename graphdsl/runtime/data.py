@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .diagnostics import Diagnostic, Note
-from .ir import ModelGraph
-from .types import FLOAT_DTYPES, INT_DTYPES, Sym
+from graphdsl.diagnostics import Diagnostic, Note
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Sym
 
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -234,7 +234,7 @@ def load_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, toke
 
 
 def save_vocab(path: str, vocab: list[str]) -> None:
-    from .checkpoint import atomic_write_bytes
+    from graphdsl.runtime.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(path, json.dumps({"tokens": vocab}, ensure_ascii=False).encode())
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .ir import ModelGraph
-from .ops.specs import Spec
-from .types import Shape
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import Shape
+from graphdsl.ops.specs import Spec
 
 _TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 

@@ -1,0 +1,5 @@
+"""`python -m graphdsl`: the same as the `graphdsl` command (also under torchrun)."""
+
+from graphdsl.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""`python -m graphdsl.cli`: the same as the `graphdsl` command."""
+
+from graphdsl.cli.main import main
+
+raise SystemExit(main())

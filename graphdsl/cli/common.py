@@ -1,0 +1,51 @@
+"""What every command shares: exit codes, the argument parser's error handling, loading a
+program with its diagnostics reported."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+from graphdsl.diagnostics import GraphdslError, report
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+class CommandParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"graphdsl: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def load_program(args: Any) -> tuple[Any, int]:
+    """Compile args.file; on errors print them and return (None, exit code)."""
+    from graphdsl.checks.resources import parse_bytes
+    from graphdsl.compiler import compile_path
+
+    limit = None
+    if getattr(args, "memory_limit", None):
+        try:
+            limit = parse_bytes(args.memory_limit)
+        except ValueError:
+            sys.stderr.write(f"graphdsl: error: bad --memory-limit {args.memory_limit!r}\n")
+            return None, EXIT_USAGE
+    if not os.path.exists(args.file):
+        sys.stderr.write(f"graphdsl: error: no such file: {args.file}\n")
+        return None, EXIT_USAGE
+    try:
+        program = compile_path(args.file, model=args.model, memory_limit=limit)
+    except GraphdslError as err:
+        if getattr(args, "json", False):
+            from graphdsl.compiler import program_json
+
+            print(json.dumps(program_json(None, list(err.diagnostics)), indent=2))
+        else:
+            report(err.diagnostics, err.sources)
+        return None, EXIT_ERRORS
+    return program, EXIT_OK
+
+

@@ -1,0 +1,54 @@
+"""The `graphdsl` command: compile (check, summarise, draw), train, eval.
+
+Exit codes: 0 clean (warnings allowed), 1 errors in the program, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from graphdsl.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
+from graphdsl.cli.compile import add_compile_command, cmd_compile
+from graphdsl.cli.train import add_train_commands, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(prog="graphdsl", description="A checked language for neural-network "
+                           "graphs, compiled to PyTorch or Keras.")
+    parser.add_argument("--version", action="version", version="graphdsl 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    add_compile_command(sub)
+    add_train_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "compile":
+            return cmd_compile(args)
+        return run_command(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("graphdsl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a compiler bug: say so plainly, never show a traceback
+        sys.stderr.write(f"graphdsl: internal error: {type(exc).__name__}: {exc}\n"
+                         "This is a bug in graphdsl, not in your program; please report it "
+                         "with the input that caused it.\n")
+        return EXIT_INTERNAL
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
