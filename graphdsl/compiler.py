@@ -21,8 +21,9 @@ from .diagnostics import (
     Span,
     display_path,
 )
-from .elaborate.core import Definition, Elaborator, Namespace
+from .elaborate.core import Elaborator
 from .elaborate.train_block import check_train_block
+from .elaborate.values import Definition, Namespace
 from .ir.graph import ModelGraph
 from .syntax.parser import parse
 

@@ -40,7 +40,7 @@ CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cud
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
                       base_dir: str, elaborator: Elaborator) -> TrainConfig:
-    from graphdsl.elaborate.core import Const, Scope
+    from graphdsl.elaborate.values import Const, Scope
 
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
@@ -59,11 +59,11 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                 continue
             kind = SETTINGS[name][0]
             if kind == "schedule":
-                value = elaborator.eval_spec(stmt.value, "schedule", scope)
+                value = elaborator.opcalls.eval_spec(stmt.value, "schedule", scope)
                 if isinstance(value, Spec):
                     config.settings[name] = value
                 continue
-            value = elaborator.eval(stmt.value, scope)
+            value = elaborator.expressions.eval(stmt.value, scope)
             v = value.value if isinstance(value, Const) else None
             ok = {"str": isinstance(v, str),
                   "int": isinstance(v, int) and not isinstance(v, bool),
@@ -80,7 +80,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                 v = os.path.normpath(os.path.join(base_dir, str(v)))
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
-            spec = elaborator.eval_spec(stmt.value, "optimizer", scope)
+            spec = elaborator.opcalls.eval_spec(stmt.value, "optimizer", scope)
             if isinstance(spec, Spec):
                 if spec.get("loss") is not None:
                     _check_group_losses(spec, stmt, graph, sink)

@@ -1,0 +1,266 @@
+"""Calls: of ops, layers, blocks and models used as layers, and `repeat`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from graphdsl.diagnostics import (
+    Note,
+    Span,
+    suggestion_help,
+)
+from graphdsl.elaborate.values import (
+    LAYER_LIKE,
+    MAX_REPEAT,
+    POISON,
+    Const,
+    Definition,
+    Instance,
+    LayerClass,
+    LayerValue,
+    OpFunction,
+    Poison,
+    RepeatValue,
+    Scope,
+    Tensor,
+    TupleValue,
+    describe,
+    layer_base_name,
+    within,
+)
+from graphdsl.ops.registry import (
+    snake_case,
+)
+from graphdsl.syntax import tree as ast
+
+if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
+    from graphdsl.elaborate.core import Elaborator
+
+
+class CallRules:
+    def __init__(self, el: Elaborator) -> None:
+        self.el = el
+
+    def eval_Repeat(self, e: ast.Repeat, scope: Scope) -> Any:
+        count = self.el.expressions.eval(e.count, scope)
+        if isinstance(count, Poison):
+            return POISON
+        if not isinstance(count, Const) or not isinstance(count.value, int) or \
+                isinstance(count.value, bool) or not 1 <= count.value <= MAX_REPEAT:
+            self.el.sink.error("argument-value", f"`repeat` needs a count from 1 to {MAX_REPEAT}, "
+                            f"got {describe(count)}", e.count.span)
+            return POISON
+        body = e.body
+        apply_args: ast.Call | None = None
+        # `repeat N Block(args)(x)`: the last call applies the repeated layer to x.
+        if isinstance(body, ast.Call) and isinstance(body.func, ast.Call):
+            apply_args, body = body, body.func
+
+        def make() -> Any:
+            return self.el.expressions.eval(body, scope)
+
+        first = make()
+        if isinstance(first, Poison):
+            return POISON
+        if not isinstance(first, (LayerValue, Instance)):
+            self.el.sink.error("argument-type", f"`repeat` needs a layer or block, got "
+                            f"{describe(first)}", body.span)
+            return POISON
+        pending = [first]
+
+        def make_next() -> Any:
+            return pending.pop() if pending else make()
+
+        rep = RepeatValue(count.value, e.shared, make_next, e.span)
+        if apply_args is None:
+            return rep
+        return self.call(rep, apply_args, scope)
+
+    def eval_Call(self, e: ast.Call, scope: Scope) -> Any:
+        if isinstance(e.func, ast.Name) and e.func.id == "mask_of" and \
+                e.func.id not in scope.env:
+            return self.el.masks.mask_of(e, scope)
+        func = self.el.expressions.eval(e.func, scope)
+        if isinstance(func, Poison):
+            for a in e.args:
+                self.el.expressions.eval(a, scope)
+            return POISON
+        return self.call(func, e, scope)
+
+    def call(self, func: Any, e: ast.Call, scope: Scope) -> Any:
+        if isinstance(func, LayerClass):
+            return self.el.layers.construct_layer(func.op, e, scope)
+        if isinstance(func, OpFunction):
+            return self.el.opcalls.call_function(func.op, e, scope)
+        if isinstance(func, Definition):
+            positional = [self.el.expressions.eval(a, scope) for a in e.args] if e.args else []
+            if any(isinstance(p, Tensor) for p in positional) or any(
+                    isinstance(p, Poison) for p in positional):
+                inst = self.instantiate(func, [], {}, e.span, scope)
+                return self.apply_values(inst, positional, self.eval_keywords(e, scope),
+                                         e, scope)
+            return self.instantiate(func, e.args, {k.name: k for k in e.keywords}, e.span,
+                                    scope)
+        if isinstance(func, LAYER_LIKE):
+            args = [self.el.expressions.eval(a, scope) for a in e.args]
+            return self.apply_values(func, args, self.eval_keywords(e, scope), e, scope)
+        what = f"`{e.func.id}` is {describe(func)}" if isinstance(e.func, ast.Name) else \
+            f"this is {describe(func)}"
+        self.el.sink.error("not-callable", f"{what}, not a layer, block, model or function",
+                        e.func.span)
+        return POISON
+
+    def eval_keywords(self, e: ast.Call, scope: Scope) -> dict[str, tuple[Any, ast.Keyword]]:
+        out: dict[str, tuple[Any, ast.Keyword]] = {}
+        for k in e.keywords:
+            if k.name in out:
+                self.el.sink.error("duplicate-definition", f"argument `{k.name}` given twice",
+                                k.span)
+            out[k.name] = (self.el.expressions.eval(k.value, scope), k)
+        return out
+
+    def instantiate(self, d: Definition, args: Sequence[ast.Expr],
+                    keywords: dict[str, ast.Keyword], span: Span, scope: Scope) -> Any:
+        formals = self.el.bind_formals(d.node, args, keywords, span, scope)
+        return Instance(d, formals, span)
+
+    def apply_values(self, func: Any, args: list[Any], keywords: dict[str, tuple[Any, Any]],
+                     e: ast.Call, scope: Scope) -> Any:
+        if any(isinstance(a, Poison) for a in args) or any(
+                isinstance(v, Poison) for v, _ in keywords.values()):
+            return POISON
+        if isinstance(func, LayerValue):
+            return self.el.layers.call_layer(func, args, keywords, e, scope)
+        if isinstance(func, Instance):
+            return self.call_instance(func, args, keywords, e, scope)
+        assert isinstance(func, RepeatValue)
+        return self.call_repeat(func, args, keywords, e, scope)
+
+    def call_repeat(self, rep: RepeatValue, args: list[Any],
+                    keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
+        return_states = False
+        if "return_states" in keywords:
+            value, kw = keywords.pop("return_states")
+            if not isinstance(value, Const) or not isinstance(value.value, bool):
+                self.el.sink.error("argument-type", "`return_states` is a bool", kw.value.span)
+            else:
+                return_states = value.value
+        if len(args) != 1 or not isinstance(args[0], Tensor):
+            self.el.sink.error("argument-type", "a repeated layer takes exactly one tensor",
+                            e.span)
+            return POISON
+        if not rep.members:
+            first = rep.make()
+            if isinstance(first, Poison):
+                return POISON
+            if rep.path is None:
+                rep.path = scope.auto_path(layer_base_name(first))
+            if rep.shared:
+                first.path = first.path or rep.path
+                rep.members = [first] * rep.count
+            else:
+                for i in range(rep.count):
+                    member = first if i == 0 else rep.make()
+                    if isinstance(member, Poison):
+                        return POISON
+                    member.path = f"{rep.path}.{i}"
+                    rep.members.append(member)
+        x: Any = args[0]
+        states = [x]
+        for member in rep.members:
+            before = x
+            x = self.apply_values(member, [x], dict(keywords), e, scope)
+            if isinstance(x, TupleValue):
+                self.el.sink.error("argument-type", "a repeated block must have one output",
+                                e.span)
+                return POISON
+            if isinstance(x, Poison):
+                return POISON
+            if x.type.shape is not None and before.type.shape is not None and \
+                    (x.type.shape != before.type.shape or x.type.dtype != before.type.dtype):
+                self.el.sink.error("shape-mismatch", f"`repeat` feeds each copy its "
+                                f"predecessor's output, but one copy maps {before.type} to "
+                                f"{x.type}", e.span,
+                                help="a repeated layer must keep its input's shape")
+                return POISON
+            states.append(x)
+        if return_states:
+            return TupleValue([x, TupleValue(states, e.span)], e.span)
+        return x
+
+    def call_instance(self, inst: Instance, args: list[Any],
+                      keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
+        node = inst.definition.node
+        if node.name.name in self.el.expanding:
+            chain = " -> ".join([*self.el.expanding[self.el.expanding.index(node.name.name):],
+                                 node.name.name])
+            self.el.sink.error("cycle", f"{node.kind} `{node.name.name}` uses itself: {chain}",
+                            e.span, notes=[Note(f"`{node.name.name}` is defined here",
+                                                node.name.span)],
+                            help="a block cannot contain itself; use `repeat N` to stack it")
+            return POISON
+        if inst.path is None:
+            inst.path = scope.auto_path(snake_case(node.name.name))
+        if node.kind == "model":
+            self.el.g.submodels.setdefault(inst.path, node.name.name)
+        inputs = [s for s in node.body if isinstance(s, ast.InputStmt)]
+        names = [s.name.name for s in inputs]
+        bound: dict[str, tuple[Tensor, Span]] = {}
+        arg_spans = [a.span for a in e.args]
+        if len(args) > len(inputs):
+            self.el.sink.error("too-many-arguments", f"`{node.name.name}` takes {len(inputs)} "
+                            f"input{'s' * (len(inputs) != 1)}, got {len(args)}",
+                            e.args[len(inputs)].span if len(e.args) > len(inputs) else e.span)
+            return POISON
+        for i, (stmt, value) in enumerate(zip(inputs, args, strict=False)):
+            bound[stmt.name.name] = (value, arg_spans[i] if i < len(arg_spans) else e.span)
+        for name, (value, kw) in keywords.items():
+            if name not in names:
+                self.el.sink.error("unknown-argument", f"`{node.name.name}` has no input `{name}`",
+                                kw.span, help=suggestion_help(name, names))
+                return POISON
+            bound[name] = (value, kw.value.span)
+        for name in names:
+            value = bound[name][0] if name in bound else None
+            if value is None:
+                self.el.sink.error("missing-argument", f"`{node.name.name}` needs its input "
+                                f"`{name}`", e.span)
+                return POISON
+            if not isinstance(value, Tensor):
+                self.el.sink.error("argument-type", f"input `{name}` of `{node.name.name}` must be "
+                                f"a tensor, got {describe(value)}", e.span)
+                return POISON
+        inst.calls += 1
+        inner = Scope(inst.definition.namespace, inst.path + ".", inst.formals, inst.cache,
+                      scope.model_name)
+        inner.definition_kind, inner.definition_name = node.kind, node.name.name
+        inner.caller = scope
+        for stmt in inputs:
+            inner.taken.add(stmt.name.name)
+        self.el.expanding.append(node.name.name)
+        reported = len(self.el.sink.items)
+        outputs = self.el.statements.run_body(node, inner, top_level=False, bound_inputs=bound)
+        self.el.expanding.pop()
+        self.note_call_site(reported, node, e.span)
+        values = [v for _, v in outputs]
+        if any(isinstance(v, Poison) for v in values):
+            return POISON
+        if len(values) == 1:
+            return values[0]
+        return TupleValue(values, e.span) if values else POISON
+
+    def note_call_site(self, first: int, node: ast.Definition, call: Span) -> None:
+        """What the body of a block reports depends on its arguments: each diagnostic found
+        while expanding it (from index ``first`` on) gets a note at the call, as rustc
+        notes a macro invocation. Nested calls give one note per level."""
+        import dataclasses
+
+        note = Note(f"in this call of `{node.name.name}`", call)
+        items = self.el.sink.items
+        for i in range(first, len(items)):
+            span = items[i].span
+            # A misplaced statement is wrong whatever the arguments.
+            if span is not None and not within(span, call) and \
+                    items[i].code != "invalid-statement":
+                items[i] = dataclasses.replace(items[i], notes=(*items[i].notes, note))

@@ -1,0 +1,307 @@
+"""Statements of a block or model body: inputs and targets, layers, params, assignments, outputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graphdsl.diagnostics import (
+    Note,
+    Span,
+    source_text,
+    suggestion_help,
+)
+from graphdsl.elaborate.values import (
+    LAYER_LIKE,
+    POISON,
+    Definition,
+    Instance,
+    LayerClass,
+    LayerValue,
+    Poison,
+    RepeatValue,
+    Scope,
+    Tensor,
+    TupleValue,
+    describe,
+    flatten,
+)
+from graphdsl.ir.types import (
+    DTYPES,
+    Dim,
+    Sym,
+    TensorType,
+    dim_add,
+    dim_floordiv,
+    dim_mul,
+    dim_sub,
+)
+from graphdsl.ops.specs import Spec, default_spec
+from graphdsl.syntax import tree as ast
+
+if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
+    from graphdsl.elaborate.core import Elaborator
+
+
+class StatementRules:
+    def __init__(self, el: Elaborator) -> None:
+        self.el = el
+
+    def run_body(self, node: ast.Definition, scope: Scope, top_level: bool,
+                 bound_inputs: dict[str, tuple[Tensor, Span]] | None
+                 ) -> list[tuple[str | None, Any]]:
+        """Evaluate a definition body; return its outputs (name, value) in order."""
+        outputs: list[tuple[str | None, Any]] = []
+        declared: dict[str, Span] = {}
+        named_results: dict[str, Span] = {}
+
+        def declare(ident: ast.Ident, what: str) -> None:
+            if ident.name in declared:
+                self.el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already "
+                                f"defined", ident.span,
+                                notes=[Note("first defined here", declared[ident.name])])
+            declared[ident.name] = ident.span
+
+        for stmt in node.body:
+            if isinstance(stmt, (ast.InputStmt, ast.TargetStmt)):
+                declare(stmt.name, "input" if isinstance(stmt, ast.InputStmt) else "target")
+                if isinstance(stmt, ast.TargetStmt) and node.kind == "block":
+                    self.el.sink.error("invalid-statement", "a block has no targets: declare "
+                                    "targets in the model that trains", stmt.span)
+                    continue
+                if isinstance(stmt, ast.TargetStmt) and not top_level:
+                    continue  # a model used as a layer contributes its forward pass only
+                self.input_stmt(stmt, scope, top_level, bound_inputs)
+            elif isinstance(stmt, ast.LayerStmt):
+                declare(stmt.name, "layer")
+                self.layer_stmt(stmt, scope)
+            elif isinstance(stmt, ast.ParamStmt):
+                for ident in stmt.names:
+                    declare(ident, "parameter")
+                self.param_stmt(stmt, scope)
+            elif isinstance(stmt, ast.Assign):
+                self.assign(stmt, scope)
+            elif isinstance(stmt, ast.OutputStmt):
+                if stmt.name is not None:
+                    if stmt.name.name in named_results:
+                        self.el.sink.error("duplicate-definition", f"output `{stmt.name.name}` is "
+                                        "already defined", stmt.name.span,
+                                        notes=[Note("first defined here",
+                                                    named_results[stmt.name.name])])
+                    named_results[stmt.name.name] = stmt.name.span
+                value = self.el.expressions.eval(stmt.value, scope)
+                if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None:
+                    scope.env[stmt.name.name] = value
+                if not isinstance(value, (Tensor, TupleValue, Poison)):
+                    self.el.sink.error("argument-type", f"an output must be a tensor, got "
+                                    f"{describe(value)}", stmt.value.span)
+                    value = POISON
+                outputs.append((stmt.name.name if stmt.name else None, value))
+                if top_level:
+                    self.output_stmt(stmt, value, scope)
+            elif isinstance(stmt, (ast.LossStmt, ast.MetricStmt)):
+                if node.kind == "block":
+                    self.el.sink.error("invalid-statement", "losses and metrics belong in a model, "
+                                    "not a block", stmt.span)
+                elif top_level:
+                    if isinstance(stmt, ast.LossStmt):
+                        self.el.losses.loss_stmt(stmt, scope)
+                    else:
+                        self.el.losses.metric_stmt(stmt, scope)
+        if not outputs and not top_level:
+            self.el.sink.error("invalid-statement", f"`{node.name.name}` has no `output`, so it "
+                            "cannot be used as a layer", node.name.span)
+        return outputs
+
+    def input_stmt(self, stmt: ast.InputStmt | ast.TargetStmt, scope: Scope, top_level: bool,
+                   bound: dict[str, tuple[Tensor, Span]] | None) -> None:
+        name = stmt.name.name
+        if top_level:
+            declared = self.tensor_type(stmt.type, scope)
+            kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
+            node = self.el.add_node(f"{kind}:{name}:", kind=kind, name=name, type=declared,
+                                 span=stmt.name.span)
+            (self.el.g.inputs if kind == "input" else self.el.g.targets).append(node)
+            scope.env[name] = Tensor(node, 0, declared, stmt.name.span)
+            return
+        assert bound is not None
+        given = bound.get(name)
+        if given is None:
+            scope.env[name] = POISON
+            return
+        actual, call_span = given
+        problem = self.bind_block_input(stmt.type, scope, actual.type)
+        if problem is not None:
+            code, expected = problem
+            self.el.sink.error(code, f"input `{name}` of {scope.definition_kind} "
+                            f"`{scope.definition_name}` expects {expected}, got {actual.type}",
+                            call_span, notes=[Note("declared here", stmt.type.span)])
+            scope.env[name] = POISON
+            return
+        scope.env[name] = actual
+
+    def bind_block_input(self, t: ast.TensorTypeExpr, scope: Scope,
+                         actual: TensorType) -> tuple[str, str] | None:
+        """Unify a block's declared input type with the caller's tensor type.
+
+        A bare name that is not a parameter of the block is a size variable: its first
+        occurrence takes the caller's size, later ones must agree with it.
+        """
+        if t.dtype.name not in DTYPES:
+            self.tensor_type(t, scope)  # reports the unknown dtype
+            return None
+        dtype = t.dtype.name
+        if actual.shape is None:
+            return None
+        dims: list[Dim] = []
+        for i, d in enumerate(t.dims):
+            if isinstance(d, ast.Name) and d.id not in scope.formals and \
+                    d.id not in scope.symbols and i < len(actual.shape):
+                scope.symbols[d.id] = actual.shape[i]
+            dims.append(self.dim_expr(d, scope))
+        declared = TensorType(dtype, tuple(dims))
+        if actual.dtype != dtype:
+            return "dtype-mismatch", str(declared)
+        if tuple(actual.shape) != tuple(dims):
+            return "shape-mismatch", str(declared)
+        return None
+
+    def tensor_type(self, t: ast.TensorTypeExpr, scope: Scope) -> TensorType:
+        dtype = t.dtype.name
+        if dtype not in DTYPES:
+            self.el.sink.error("unknown-name", f"unknown dtype `{dtype}`", t.dtype.span,
+                            help=suggestion_help(dtype, DTYPES) or
+                            "dtypes: " + ", ".join(DTYPES))
+            dtype = "float32"
+        return TensorType(dtype, tuple(self.dim_expr(d, scope) for d in t.dims))
+
+    def dim_expr(self, e: ast.Expr, scope: Scope) -> Dim:
+        if isinstance(e, ast.Number) and isinstance(e.value, int):
+            return e.value
+        if isinstance(e, ast.Name):
+            if e.id in scope.symbols:
+                return scope.symbols[e.id]
+            value = scope.formals.get(e.id)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if value is not None:
+                self.el.sink.error("argument-type", f"`{e.id}` is not an int dimension: it is "
+                                f"{source_text(value)}", e.span,
+                                help=f"declare the parameter as `{e.id}: int`"
+                                if isinstance(value, float) and value.is_integer() else None)
+                return Sym.named("?")
+            return Sym.named(e.id)
+        if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*", "//", "/"):
+            a, b = self.dim_expr(e.left, scope), self.dim_expr(e.right, scope)
+            if e.op == "+":
+                return dim_add(a, b)
+            if e.op == "-":
+                return dim_sub(a, b)
+            if e.op == "*":
+                return dim_mul(a, b)
+            return dim_floordiv(a, b)
+        self.el.sink.error("argument-type", "a dimension is an integer, a name, or arithmetic "
+                        "of them", e.span)
+        return Sym.named("?")
+
+    def layer_stmt(self, stmt: ast.LayerStmt, scope: Scope) -> None:
+        value = self.el.expressions.eval(stmt.value, scope)
+        if isinstance(value, (LayerClass, Definition)):
+            self.el.sink.error("argument-type", f"`layer {stmt.name.name} = ...` needs a layer; "
+                            "call it to make one, e.g. `Dense(10)`", stmt.value.span)
+            value = POISON
+        elif not isinstance(value, (*LAYER_LIKE, Poison)):
+            self.el.sink.error("argument-type", f"`layer` names a layer, got {describe(value)}",
+                            stmt.value.span, help=f"write `{stmt.name.name} = ...` for a tensor")
+            value = POISON
+        if isinstance(value, LAYER_LIKE):
+            cached = scope.cache.get(stmt.name.name) if scope.cache is not None else None
+            if cached is not None and type(cached) is type(value):
+                value = cached
+            else:
+                if value.path is None:
+                    value.path = scope.claim(stmt.name.name)
+                if scope.cache is not None:
+                    scope.cache[stmt.name.name] = value
+        scope.env[stmt.name.name] = value
+
+    def param_stmt(self, stmt: ast.ParamStmt, scope: Scope) -> None:
+        declared = self.tensor_type(stmt.type, scope)
+        shape = declared.shape or ()
+        if any(not isinstance(d, int) for d in shape):
+            self.el.sink.error("unknown-dimension", "a parameter's shape must be known: "
+                            f"got {declared}", stmt.type.span,
+                            help="use numbers or model parameters for its dimensions")
+            for ident in stmt.names:
+                scope.env[ident.name] = POISON
+            return
+        init = self.el.opcalls.eval_spec(stmt.init, "initializer", scope) if stmt.init else \
+            default_spec("initializer", "glorot_uniform" if len(shape) >= 2 else "zeros")
+        constraint = self.el.opcalls.eval_spec(stmt.constraint, "constraint", scope) \
+            if stmt.constraint else None
+        if isinstance(constraint, Spec) and stmt.constraint is not None:
+            self.el.layers.check_constraint_axis(constraint, shape, stmt.constraint.span)
+        if isinstance(init, Spec):
+            self.el.layers.check_init_shape(init, shape, ", ".join(i.name for i in stmt.names),
+                                  stmt.init.span if stmt.init else stmt.span)
+        for ident in stmt.names:
+            cached = scope.cache.get(ident.name) if scope.cache is not None else None
+            if isinstance(cached, Tensor):
+                scope.env[ident.name] = cached
+                continue
+            path = scope.claim(ident.name)
+            node = self.el.add_node(
+                "param:", kind="param", name=path, type=TensorType(declared.dtype, shape),
+                role="weight", trainable=not stmt.frozen,
+                init=init if isinstance(init, Spec) else default_spec("initializer", "zeros"),
+                constraint=constraint if isinstance(constraint, Spec) else None,
+                kernel_mask=None, owner=None, span=ident.span)
+            self.el.g.params.append(node)
+            tensor = Tensor(node, 0, TensorType(declared.dtype, shape), ident.span)
+            scope.env[ident.name] = tensor
+            if scope.cache is not None:
+                scope.cache[ident.name] = tensor
+
+    def assign(self, stmt: ast.Assign, scope: Scope) -> None:
+        value = self.el.expressions.eval(stmt.value, scope)
+        if isinstance(value, (LayerValue, Instance, RepeatValue)):
+            self.el.sink.error("argument-type", "a layer is named with `layer`, not `=`",
+                            stmt.span, help=f"write `layer {stmt.targets[0].name} = ...`")
+            value = POISON
+        if len(stmt.targets) == 1:
+            scope.env[stmt.targets[0].name] = value
+            return
+        if isinstance(value, Poison):
+            for t in stmt.targets:
+                scope.env[t.name] = POISON
+            return
+        if not isinstance(value, TupleValue) or len(value.items) != len(stmt.targets):
+            got = f"{len(value.items)} values" if isinstance(value, TupleValue) else \
+                describe(value)
+            self.el.sink.error("argument-type", f"cannot unpack {got} into "
+                            f"{len(stmt.targets)} names", stmt.value.span)
+            for t in stmt.targets:
+                scope.env[t.name] = POISON
+            return
+        for t, item in zip(stmt.targets, value.items, strict=True):
+            scope.env[t.name] = item
+
+    def output_stmt(self, stmt: ast.OutputStmt, value: Any, scope: Scope) -> None:
+        base = stmt.name.name if stmt.name else "output"
+        items: list[tuple[str, Any]]
+        if isinstance(value, TupleValue):
+            items = [(f"{base}_{i}", v) for i, v in enumerate(flatten(value))]
+        else:
+            items = [(base, value)]
+        for name, v in items:
+            if stmt.name is None:
+                existing = {self.el.g.node(o)["name"] for o in self.el.g.outputs}
+                n = 1
+                while name in existing:
+                    name, n = f"{base}_{n}", n + 1
+            if not isinstance(v, Tensor):
+                continue
+            node = self.el.add_node(f"output:{name}:", kind="output", name=name,
+                                 inference=stmt.inference, type=v.type,
+                                 span=stmt.name.span if stmt.name else stmt.value.span)
+            self.el.connect(v, node, "x")
+            self.el.g.outputs.append(node)
