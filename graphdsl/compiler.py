@@ -319,10 +319,9 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         train = trains.get(name)
         if train is not None:
             graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)
-        clean = not any(d.is_error for d in session.sink.items)
         run_checks(graph, session.sink,
                    memory_limit=memory_limit if memory_limit is not None else
-                   DEFAULT_MEMORY_LIMIT, elaborated_cleanly=clean)
+                   DEFAULT_MEMORY_LIMIT)
         models[name] = graph
     return models
 

@@ -129,7 +129,9 @@ class SourceMap:
         self.texts: dict[str, str] = {}
 
     def add(self, name: str, text: str) -> None:
-        self._lines[name] = text.splitlines()
+        # Lines end at \n only, as the lexer counts them: a form feed or U+2028 inside a
+        # comment does not start a new line.
+        self._lines[name] = [line.removesuffix("\r") for line in text.split("\n")]
         self.texts[name] = text
 
     def line(self, name: str, number: int) -> str | None:
@@ -144,10 +146,12 @@ class DiagnosticSink:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self.error_count = 0
 
     def error(self, code: str, message: str, span: Span | None = None, *,
               notes: Iterable[Note] = (), help: str | None = None,
               file: str | None = None) -> None:
+        self.error_count += 1
         self.items.append(Diagnostic("error", code, message, span, tuple(notes), help, file))
 
     def warning(self, code: str, message: str, span: Span | None = None, *,
@@ -157,7 +161,9 @@ class DiagnosticSink:
                                      file))
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.items.extend(diagnostics)
+        for d in diagnostics:
+            self.error_count += d.is_error
+            self.items.append(d)
 
     @property
     def has_errors(self) -> bool:

@@ -27,6 +27,7 @@ CODES: dict[str, str] = {
     "unused-input": "an input reaches no output, loss or metric",
     "unused-target": "a target is used by no loss or metric",
     "unused-parameter": "a trainable parameter reaches no loss of a model that is trained",
+    "label-leak": "an output is computed from a target: the forward pass reads the label",
     "head-without-loss": "an output has neither a loss nor the `inference` marking",
     # types and shapes
     "shape-mismatch": "tensor shapes that do not fit the op's rule",
@@ -38,8 +39,9 @@ CODES: dict[str, str] = {
     # losses, metrics and training
     "loss-not-scalar": "a loss term that does not reduce to a scalar",
     "no-loss": "a model that is trained has no loss",
-    "from-logits-mismatch": "a loss told `from_logits = true` receives probabilities (the "
-                            "output of a softmax or sigmoid)",
+    "from-logits-mismatch": "a loss's `from_logits` does not fit its prediction: "
+                            "probabilities (a softmax or sigmoid output) with `true`, or a "
+                            "layer's linear output (logits) with `false`",
     "optimizer-coverage": "a trainable parameter that no optimizer group covers",
     "optimizer-shadowed": "an optimizer pattern that covers no parameter not already covered",
     "train-setting": "a train block setting with a wrong name, kind or value",
@@ -52,6 +54,8 @@ CODES: dict[str, str] = {
     "non-finite-loss": "training stopped because a loss term became NaN or infinite",
     # resources
     "memory-limit": "the model's parameters need more memory than the configured limit",
+    "resource-limit": "elaborating the program would expand more ops, blocks or repeats than "
+                      "the compiler's budget allows",
 }
 
 # Codes that `graphdsl compile` never produces: they come from training, evaluation and

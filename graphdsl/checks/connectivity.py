@@ -1,11 +1,10 @@
-"""Connectivity: cycles, unused inputs and targets, parameters no loss reaches, heads
-without a loss."""
+"""Connectivity: cycles, unused inputs and targets, heads without a loss."""
 
 from __future__ import annotations
 
 import networkx as nx
 
-from ..diagnostics import DiagnosticSink, Note
+from ..diagnostics import DiagnosticSink
 from ..ir.graph import ModelGraph
 
 
@@ -35,21 +34,24 @@ def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
         sink.error("cycle", f"model `{graph.name}` has a cycle through "
                    f"{len(cycle)} nodes", first.get("span"))
         return
-    results = graph.outputs + graph.losses + graph.metrics
-    used = _ancestors_of(graph, results)
+    excused = sorted(graph.excused)
+    results = graph.outputs + graph.losses + graph.metrics + excused
+    used = _ancestors_of(graph, results) | graph.excused
     for node in graph.inputs:
         if node not in used:
             data = graph.node(node)
             sink.warning("unused-input", f"input `{data['name']}` of model `{graph.name}` "
                          "reaches no output, loss or metric", data["span"],
                          help="remove it, or use it")
-    trained = _ancestors_of(graph, graph.losses + graph.metrics)
+    trained = _ancestors_of(graph, graph.losses + graph.metrics + excused) | graph.excused
     for node in graph.targets:
         if node not in trained:
             data = graph.node(node)
             sink.warning("unused-target", f"target `{data['name']}` is used by no loss or "
                          "metric", data["span"])
     if not graph.losses:
+        if graph.excused:  # a loss statement failed: "no loss" would only echo it
+            return
         for node in graph.outputs:
             data = graph.node(node)
             if not data["inference"]:
@@ -57,7 +59,7 @@ def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
                              data["span"], help="mark it `inference output ...` if it is only "
                              "for prediction, or add a loss")
         return
-    loss_ancestors = _ancestors_of(graph, graph.losses)
+    loss_ancestors = _ancestors_of(graph, graph.losses + excused) | graph.excused
     for node in graph.outputs:
         data = graph.node(node)
         source = next(iter(graph.graph.predecessors(node)), None)
@@ -67,22 +69,3 @@ def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
             sink.warning("head-without-loss", f"output `{data['name']}` reaches no loss",
                          data["span"], help="mark it `inference output ...` if it is only for "
                          "prediction, or add a loss term for it")
-    unused: dict[str, list[str]] = {}
-    for node in graph.trainable_params():
-        if node not in loss_ancestors:
-            data = graph.node(node)
-            unused.setdefault(data["owner"] or data["name"], []).append(data["name"])
-    for owner, names in unused.items():
-        first_node = next(p for p in graph.trainable_params()
-                          if graph.node(p)["name"] == names[0])
-        data = graph.node(first_node)
-        record = graph.layers.get(owner)
-        sink.error(
-            "unused-parameter",
-            f"`{owner}` has trainable parameters that no loss reaches "
-            f"({', '.join(f'`{n}`' for n in names)}): training would leave them unchanged and "
-            "distributed training would fail on unused parameters",
-            record.span if record else data["span"],
-            notes=[Note("the losses are computed without it", graph.node(graph.losses[0])
-                        ["span"])],
-            help="use it in a loss, freeze it (`trainable = false`), or remove it")

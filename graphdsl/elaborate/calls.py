@@ -10,6 +10,7 @@ from graphdsl.diagnostics import (
     Span,
     suggestion_help,
 )
+from graphdsl.elaborate.budget import BudgetExceeded
 from graphdsl.elaborate.values import (
     LAYER_LIKE,
     MAX_REPEAT,
@@ -36,6 +37,10 @@ from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
     from graphdsl.elaborate.core import Elaborator
+
+
+# Python frames per nesting level stay within the compiler's recursion limit.
+MAX_BLOCK_NESTING = 600
 
 
 class CallRules:
@@ -237,11 +242,26 @@ class CallRules:
         inner.definition_kind, inner.definition_name = node.kind, node.name.name
         inner.caller = scope
         for stmt in inputs:
-            inner.taken.add(stmt.name.name)
+            inner.taken.setdefault(stmt.name.name, stmt.name.span)
+        if len(self.el.expanding) >= MAX_BLOCK_NESTING:
+            self.el.sink.error("resource-limit", f"blocks nest more than {MAX_BLOCK_NESTING} "
+                               "deep", e.span, help="flatten the chain, or use `repeat`")
+            return POISON
+        # A definition expanded before with the same arguments costs as much again: stop
+        # before the expansion that would pass the budget, not after it.
+        cost_key = (id(node), repr(sorted(inst.formals.items())))
+        nodes_before = len(self.el.g.graph)
+        if nodes_before + self.el.expansion_costs.get(cost_key, 0) > self.el.max_nodes:
+            raise BudgetExceeded(e.span)
         self.el.expanding.append(node.name.name)
+        # Expression depth counts within one body: a chain of block calls is not an
+        # expression nested that deep.
+        depth, self.el.depth = self.el.depth, 0
         reported = len(self.el.sink.items)
         outputs = self.el.statements.run_body(node, inner, top_level=False, bound_inputs=bound)
         self.el.expanding.pop()
+        self.el.depth = depth
+        self.el.expansion_costs.setdefault(cost_key, len(self.el.g.graph) - nodes_before)
         self.note_call_site(reported, node, e.span)
         values = [v for _, v in outputs]
         if any(isinstance(v, Poison) for v in values):

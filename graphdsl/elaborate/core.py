@@ -24,6 +24,7 @@ from graphdsl.diagnostics import (
     Span,
     suggestion_help,
 )
+from graphdsl.elaborate.budget import MAX_NODES, BudgetExceeded
 from graphdsl.elaborate.calls import CallRules
 from graphdsl.elaborate.expressions import ExpressionRules
 from graphdsl.elaborate.layers import LayerRules
@@ -50,8 +51,10 @@ from graphdsl.syntax import tree as ast
 
 class Elaborator:
     def __init__(self, sink: DiagnosticSink, namespace: Namespace, all_models: dict[str, Any],
-                 base_dir: str):
+                 base_dir: str, max_nodes: int = MAX_NODES):
         load_all()
+        self.max_nodes = max_nodes
+        self.expansion_costs: dict[tuple[int, str], int] = {}  # (definition, args) -> nodes
         self.sink = sink
         self.namespace = namespace
         self.all_models = all_models  # model name -> ast.Definition (for disconnected errors)
@@ -60,6 +63,7 @@ class Elaborator:
         self.node_counter = itertools.count()
         self.regularizers: list[tuple[str, Spec, Span]] = []
         self.depth = 0
+        self.poisoned = 0  # expressions evaluated to a poison (an error reported before)
         self.missing_files_ok = False
         self.expanding: list[str] = []  # definitions being expanded, outermost first
         # The rooms; each reaches the others through this object.
@@ -74,6 +78,8 @@ class Elaborator:
         self.expressions.register(ast.Repeat, self.calls.eval_Repeat)
 
     def add_node(self, prefix: str, **attrs: Any) -> str:
+        if len(self.g.graph) >= self.max_nodes:
+            raise BudgetExceeded(attrs.get("span"))
         node_id = f"{prefix}{next(self.node_counter)}"
         attrs.setdefault("span", None)
         self.g.graph.add_node(node_id, **attrs)
@@ -91,8 +97,18 @@ class Elaborator:
         self.g.formals = dict(formals)
         scope = Scope(definition.namespace, "", formals, None, node.name.name)
         self.expanding.append(node.name.name)
-        self.statements.run_body(node, scope, top_level=True, bound_inputs=None)
-        self.expanding.pop()
+        try:
+            self.statements.run_body(node, scope, top_level=True, bound_inputs=None)
+        except BudgetExceeded as exc:
+            self.sink.error(
+                "resource-limit", f"model `{node.name.name}` expands to more than "
+                f"{self.max_nodes:,} graph nodes (nested `repeat`s or blocks multiply)",
+                exc.span or node.name.span,
+                notes=[Note(f"expanding {' -> '.join(self.expanding)}", node.name.span)]
+                if len(self.expanding) > 1 else [],
+                help="check the repeat counts and how often each block calls the next")
+            self.g.excused.update(self.g.graph.nodes)  # the model is incomplete: no echoes
+        self.expanding = []
         for path, spec, span in self.regularizers:
             self.losses.add_regularizer(path, spec, span)
         return self.g

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from graphdsl.diagnostics import (
     Note,
     Span,
+    did_you_mean,
     source_text,
     suggestion_help,
 )
@@ -29,6 +30,7 @@ from graphdsl.elaborate.values import (
     describe,
     fold,
     lookup_global,
+    value_nodes,
 )
 from graphdsl.ir.types import (
     DTYPES,
@@ -83,7 +85,10 @@ class ExpressionRules:
                                     f"{MAX_EXPRESSION_DEPTH} levels deep", e.span,
                                     help="split it into named intermediate tensors")
                 return POISON
-            return self.rules[type(e)](e, scope)
+            value = self.rules[type(e)](e, scope)
+            if isinstance(value, Poison):
+                self.el.poisoned += 1
+            return value
         finally:
             self.el.depth -= 1
 
@@ -140,9 +145,19 @@ class ExpressionRules:
                          "and pass the tensor in the call")
                 return
             caller = caller.caller
-        candidates = [*scope.env, *scope.formals, *scope.namespace.definitions,
-                      *scope.namespace.aliases, *REGISTRY]
-        hint = suggestion_help(name, candidates)
+        # What the user meant is used, as far as the checks are concerned: the typo is the
+        # one mistake, not also "unused" warnings about the tensor it should have named.
+        for meant in did_you_mean(name, scope.env):
+            self.el.g.excused.update(value_nodes(scope.env.get(meant)))
+        hint = habit_help(name)
+        if hint is None:
+            # Suggest names of the same kind: a layer for a layer (capitalised, as Keras
+            # spells layers), a tensor or function otherwise.
+            layer_like = name[:1].isupper()
+            ops = [o for o, d in REGISTRY.items() if (d.kind == "layer") == layer_like]
+            values = [] if layer_like else [*scope.env, *scope.formals]
+            hint = suggestion_help(name, [*values, *scope.namespace.definitions,
+                                          *scope.namespace.aliases, *ops])
         for kind, table in SPEC_TABLES.items():
             if name in table:
                 hint = f"`{name}` is an {kind} name: pass it as an argument, e.g. " \
@@ -182,8 +197,8 @@ class ExpressionRules:
                 return Const(fold(e.op, left.value, right.value), e.span)
             except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
                 self.el.sink.error("argument-value", f"cannot compute `{e.op}` of "
-                                f"{source_text(left.value)} and {source_text(right.value)}: "
-                                f"{exc}", e.span)
+                                   f"{source_text(left.value)} and {source_text(right.value)}: "
+                                   f"{arithmetic_reason(exc)}", e.span)
                 return POISON
         if not isinstance(left, (Tensor, Const)) or not isinstance(right, (Tensor, Const)):
             bad = left if not isinstance(left, (Tensor, Const)) else right
@@ -351,3 +366,55 @@ class ExpressionRules:
                     return POISON
                 items.append(("index", v.value))
         return self.el.opcalls.make_op(REGISTRY["getitem"], {"x": base}, {"items": items}, e.span)
+
+
+# Spellings from Python, PyTorch and Keras habits -> what graphdsl writes.
+HABITS = {
+    "True": "graphdsl writes booleans in lower case: `true`",
+    "False": "graphdsl writes booleans in lower case: `false`",
+    "None": "graphdsl has no `None`: leave an argument out to get its default; in a tensor "
+            "type, name the dimension instead (e.g. `B`)",
+    "self": "there is no `self`: a layer's parameters are `layer.kernel`, `layer.bias`, ...",
+}
+FRAMEWORK_NAMES = {
+    "Linear": "Dense", "LazyLinear": "Dense", "Conv1d": "Conv1D", "Conv2d": "Conv2D",
+    "Conv3d": "Conv3D", "ConvTranspose1d": "Conv1DTranspose",
+    "ConvTranspose2d": "Conv2DTranspose", "ConvTranspose3d": "Conv3DTranspose",
+    "BatchNorm1d": "BatchNormalization", "BatchNorm2d": "BatchNormalization",
+    "BatchNorm3d": "BatchNormalization", "LayerNorm": "LayerNormalization",
+    "GroupNorm": "GroupNormalization", "MultiheadAttention": "MultiHeadAttention",
+    "MaxPool1d": "MaxPooling1D", "MaxPool2d": "MaxPooling2D", "MaxPool3d": "MaxPooling3D",
+    "AvgPool1d": "AveragePooling1D", "AvgPool2d": "AveragePooling2D",
+    "AvgPool3d": "AveragePooling3D", "AdaptiveAvgPool1d": "AdaptiveAveragePooling1D",
+    "AdaptiveAvgPool2d": "AdaptiveAveragePooling2D", "AdaptiveMaxPool2d":
+    "AdaptiveMaxPooling2D", "Upsample": "UpSampling2D", "ZeroPad2d": "ZeroPadding2D",
+    "RNN": "SimpleRNN", "ReLU": "relu", "GELU": "gelu", "Tanh": "tanh", "Sigmoid": "sigmoid",
+    "Softmax": "softmax", "SiLU": "silu", "ELU": "elu", "LeakyReLU": "leaky_relu",
+    "Softplus": "softplus", "Hardswish": "hard_swish", "Hardsigmoid": "hard_sigmoid",
+    "ReLU6": "relu6", "Mish": "mish", "SELU": "selu", "PReLu": "PReLU", "Identity": "identity",
+    "Sequential": None, "ModuleList": None,
+}
+
+
+def habit_help(name: str) -> str | None:
+    if name in HABITS:
+        return HABITS[name]
+    if name in FRAMEWORK_NAMES:
+        target = FRAMEWORK_NAMES[name]
+        if target is None:
+            return ("graphdsl has no containers: write the layers one after another, or use "
+                    "a `block` and `repeat`")
+        if target in REGISTRY:
+            return f"`{name}` is PyTorch's name: graphdsl uses Keras' `{target}`"
+    return None
+
+
+def arithmetic_reason(exc: Exception) -> str:
+    """Why constant arithmetic failed, in the language's words rather than Python's."""
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if isinstance(exc, OverflowError):
+        return "the result is too large"
+    if isinstance(exc, TypeError):
+        return "these values cannot be combined this way"
+    return "the result is not a number"

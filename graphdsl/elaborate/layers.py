@@ -134,14 +134,22 @@ class LayerRules:
         if "name" in given:
             name_value = self.el.expressions.eval(given["name"][0], scope)
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
-                layer.path = scope.claim(name_value.value)
+                name = name_value.value
+                if name in scope.taken:
+                    first = scope.taken[name]
+                    self.el.sink.error(
+                        "duplicate-definition", f"two layers are named `{name}`: their "
+                        "parameters would collide in the checkpoint", name_value.span,
+                        notes=[Note("the name is first taken here", first)] if first else [],
+                        help="give each layer its own name")
+                layer.path = scope.claim(name, name_value.span)
         return layer
 
     def call_layer(self, layer: LayerValue, args: list[Any],
                    keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
         op = layer.op
         if layer.path is None:
-            path = scope.auto_path(op.snake_name)
+            path = scope.auto_path(op.snake_name, e.span)
             cached = scope.cache.get(path[len(scope.prefix):]) if scope.cache is not None \
                 else None
             if isinstance(cached, LayerValue) and cached.op is op:

@@ -137,22 +137,35 @@ class LossRules:
                 return None
         return names
 
-    def warn_probabilities_as_logits(self, op: OpDef, pred: Tensor, span: Span) -> None:
+    def check_from_logits(self, op: OpDef, pred: Tensor, from_logits: bool, span: Span) -> None:
         """`from_logits = true` on a softmax or sigmoid output applies the activation twice:
-        training runs, but the loss saturates and learns slowly (Keras warns as well)."""
+        training runs, but the loss saturates and learns slowly (Keras warns as well).
+        `from_logits = false` (the default) on a layer's linear output reads logits as
+        probabilities: negative values are clipped and the loss is meaningless."""
         data = self.el.g.node(pred.node)
         if data.get("kind") != "op":
             return
         activation = data["args"].get("activation")
-        if data["op"] in PROBABILITY_ACTIVATIONS:
-            made_by = f"`{data['op']}`"
-        elif isinstance(activation, Spec) and activation.name in PROBABILITY_ACTIVATIONS:
-            made_by = f"`{data['op']}` with `activation = {activation.name}`"
-        else:
-            return
-        self.el.sink.warning(
-            "from-logits-mismatch", f"`{op.name}` is told `from_logits = true`, but its "
-            f"prediction is the output of {made_by}: probabilities, not logits", span,
-            notes=[Note("the activation is applied here", data.get("span"))],
-            help="give the loss the values before the activation (the logits), or write "
-                 "`from_logits = false`")
+        if isinstance(activation, Spec):
+            activation = activation.name
+        if from_logits:
+            if data["op"] in PROBABILITY_ACTIVATIONS:
+                made_by = f"`{data['op']}`"
+            elif activation in PROBABILITY_ACTIVATIONS:
+                made_by = f"`{data['op']}` with `activation = {activation}`"
+            else:
+                return
+            self.el.sink.warning(
+                "from-logits-mismatch", f"`{op.name}` is told `from_logits = true`, but its "
+                f"prediction is the output of {made_by}: probabilities, not logits", span,
+                notes=[Note("the activation is applied here", data.get("span"))],
+                help="give the loss the values before the activation (the logits), or write "
+                     "`from_logits = false`")
+        elif activation == "linear":
+            self.el.sink.error(
+                "from-logits-mismatch", f"`{op.name}` reads its prediction as probabilities "
+                f"(`from_logits = false`), but it is the linear output of `{data['op']}`: "
+                "logits, which can be negative", span,
+                notes=[Note("the logits are made here", data.get("span"))],
+                help="write `from_logits = true`, or give the layer "
+                     "`activation = softmax` (`sigmoid` for binary_crossentropy)")

@@ -37,6 +37,7 @@ from graphdsl.ir.types import (
     ShapeError,
 )
 from graphdsl.ops import REGISTRY
+from graphdsl.ops.bounds import out_of_bounds
 from graphdsl.ops.registry import (
     REQUIRED,
     Arg,
@@ -85,7 +86,8 @@ class OpRules:
                 continue
             arg = op.arg(k.name)
             if arg is not None and arg.kind in SPEC_TABLES:
-                keywords[k.name] = (self.eval_spec(k.value, arg.kind, scope), k)
+                keywords[k.name] = (self.eval_spec(k.value, arg.kind, scope,
+                                                    f"`{k.name}` of `{op.name}`"), k)
             else:
                 if k.name in keywords:
                     self.el.sink.error("duplicate-definition", f"argument `{k.name}` given twice",
@@ -213,7 +215,7 @@ class OpRules:
 
     def check_arg(self, op: OpDef, arg: Arg, expr: ast.Expr, scope: Scope) -> Any:
         if arg.kind in SPEC_TABLES:
-            return self.eval_spec(expr, arg.kind, scope)
+            return self.eval_spec(expr, arg.kind, scope, f"`{arg.name}` of `{op.name}`")
         return self.check_value(op, arg, self.el.expressions.eval(expr, scope), expr.span)
 
     def check_value(self, op: OpDef, arg: Arg, value: Any, span: Span) -> Any:
@@ -244,21 +246,16 @@ class OpRules:
                             f"{source_text(converted)}", span,
                             help=choice_help(converted, arg.choices))
             return POISON
-        if arg.kind in ("int", "ints") and arg.name in ("units", "filters", "num_heads",
-                                                         "key_dim", "input_dim", "output_dim",
-                                                         "kernel_size", "depth", "heads") and \
-                any(x < 1 for x in (converted if isinstance(converted, list) else [converted])):
-            self.el.sink.error("argument-value", f"`{arg.name}` of `{op.name}` must be positive, "
-                            f"got {converted}", span)
-            return POISON
-        if arg.name in ("rate",) and not 0 <= converted < 1:
-            self.el.sink.error("argument-value", f"`rate` of `{op.name}` must be in [0, 1), got "
-                            f"{converted}", span)
+        interval = out_of_bounds(arg.name, converted, arg.bounds)
+        if interval is not None:
+            self.el.sink.error("argument-value", f"`{arg.name}` of `{op.name}` must be "
+                               f"{interval}, got {source_text(converted)}", span)
             return POISON
         return converted
 
-    def eval_spec(self, expr: ast.Expr, kind: str, scope: Scope) -> Any:
-        """`normal(0, 0.1)`, `relu`, `"same"`, `simplex(axis = 0)` -> a checked Spec."""
+    def eval_spec(self, expr: ast.Expr, kind: str, scope: Scope, what: str | None = None) -> Any:
+        """`normal(0, 0.1)`, `relu`, `"same"`, `simplex(axis = 0)` -> a checked Spec.
+        ``what`` names the argument for messages (`activation` of `Dense`)."""
         table = SPEC_TABLES[kind]
         args: tuple[ast.Expr, ...]
         kws: tuple[ast.Keyword, ...]
@@ -271,13 +268,21 @@ class OpRules:
         elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
             name, args, kws, span = expr.func.id, expr.args, expr.keywords, expr.func.span
         else:
-            self.el.sink.error("argument-type", f"expected {article(kind)} {kind} such as "
-                            f"`{next(iter(table))}`", expr.span)
+            got = describe(self.el.expressions.eval(expr, scope))
+            self.el.sink.error("argument-type", f"{what or 'this argument'} expects "
+                               f"{article(kind)} {kind} such as `{next(iter(table))}`, got {got}",
+                               expr.span)
             return POISON
         if not isinstance(name, str) or name not in table:
-            self.el.sink.error("unknown-name", f"unknown {kind} `{name}`", span,
-                            help=suggestion_help(str(name), table) or
-                            f"{kind}s: {', '.join(table)}")
+            where = f" for {what}" if what else ""
+            other = REGISTRY.get(str(name))
+            got = f"`{name}` is {article(other.kind)} {other.kind}, not {article(kind)} {kind}" \
+                if other is not None and other.kind == "layer" else f"unknown {kind} `{name}`"
+            self.el.sink.error("unknown-name", f"{got}{where}" if other is None or
+                               other.kind != "layer" else f"{what or 'this argument'} expects "
+                               f"{article(kind)} {kind}: {got}", span,
+                               help=suggestion_help(str(name), table) or
+                               f"{kind}s: {', '.join(table)}")
             return POISON
         spec_def = table[name]
         values: dict[str, Any] = {}
@@ -328,6 +333,11 @@ class OpRules:
                                     f"{source_text(value.value)}", vspan)
                     return POISON
                 out[pname] = float(value.value) if isinstance(default, float) else value.value
+                interval = out_of_bounds(pname, out[pname])
+                if interval is not None:
+                    self.el.sink.error("argument-value", f"`{pname}` of `{name}` must be "
+                                       f"{interval}, got {source_text(value.value)}", vspan)
+                    return POISON
             elif default is REQUIRED:
                 self.el.sink.error("missing-argument", f"`{name}` needs `{pname}`", span)
                 return POISON
@@ -407,7 +417,10 @@ class OpRules:
         except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
             # A shape rule that met arguments it does not expect: say so, never crash.
             self.el.sink.error("argument-value", f"`{op.name}` cannot be applied to these "
-                            f"arguments ({type(exc).__name__}: {exc})", span)
+                               "arguments: " + ("a size or stride works out to zero"
+                                                if isinstance(exc, ZeroDivisionError) else
+                                                "they do not fit its shape rule"), span,
+                               help=f"check the arguments against `{op.name}` in docs/ops.md")
             return POISON
         except ShapeError as exc:
             where = span
@@ -439,9 +452,9 @@ class OpRules:
         outs = list(result) if isinstance(result, tuple) else [result]
         outs = self.el.masks.output_masks(op, call, inputs, outs, span)
         self.el.g.node(node)["types"] = tuple(outs)
-        if args.get("from_logits") is True and isinstance(inputs.get("pred"), Tensor):
-            self.el.losses.warn_probabilities_as_logits(op, inputs["pred"],
-                                              arg_spans.get("from_logits", span))
+        if isinstance(inputs.get("pred"), Tensor) and op.arg("from_logits") is not None:
+            self.el.losses.check_from_logits(op, inputs["pred"], args.get("from_logits") is True,
+                                             arg_spans.get("from_logits", span))
         tensors = [Tensor(node, i, t, span) for i, t in enumerate(outs)]
         return tensors[0] if len(tensors) == 1 else TupleValue(tensors, span)
 

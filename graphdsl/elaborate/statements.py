@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from graphdsl.diagnostics import (
@@ -24,6 +27,7 @@ from graphdsl.elaborate.values import (
     TupleValue,
     describe,
     flatten,
+    value_nodes,
 )
 from graphdsl.ir.types import (
     DTYPES,
@@ -46,6 +50,22 @@ class StatementRules:
     def __init__(self, el: Elaborator) -> None:
         self.el = el
 
+    def watched(self, body: Sequence[ast.Stmt], scope: Scope) -> Iterator[ast.Stmt]:
+        """The statements of a body. After one that reported an error, or that read a value
+        whose error was reported earlier, what it made and read is excused from the
+        unused-input, -target and -parameter checks: one mistake, one diagnostic."""
+        for stmt in body:
+            errors, poisoned = self.el.sink.error_count, self.el.poisoned
+            nodes_before = len(self.el.g.graph)
+            yield stmt
+            if self.el.sink.error_count > errors or self.el.poisoned > poisoned:
+                self.el.g.excused.update(
+                    itertools.islice(self.el.g.graph.nodes, nodes_before, None))
+                for n in referenced_names(stmt):
+                    self.el.g.excused.update(value_nodes(scope.env.get(n)))
+                if isinstance(stmt, (ast.LossStmt, ast.MetricStmt)):
+                    self.el.g.excused.update(self.el.g.targets)  # any could be the one meant
+
     def run_body(self, node: ast.Definition, scope: Scope, top_level: bool,
                  bound_inputs: dict[str, tuple[Tensor, Span]] | None
                  ) -> list[tuple[str | None, Any]]:
@@ -56,12 +76,14 @@ class StatementRules:
 
         def declare(ident: ast.Ident, what: str) -> None:
             if ident.name in declared:
+                # the first definition is superseded, not unused: one error, no echoes
+                self.el.g.excused.update(value_nodes(scope.env.get(ident.name)))
                 self.el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already "
                                 f"defined", ident.span,
                                 notes=[Note("first defined here", declared[ident.name])])
             declared[ident.name] = ident.span
 
-        for stmt in node.body:
+        for stmt in self.watched(node.body, scope):
             if isinstance(stmt, (ast.InputStmt, ast.TargetStmt)):
                 declare(stmt.name, "input" if isinstance(stmt, ast.InputStmt) else "target")
                 if isinstance(stmt, ast.TargetStmt) and node.kind == "block":
@@ -83,6 +105,7 @@ class StatementRules:
             elif isinstance(stmt, ast.OutputStmt):
                 if stmt.name is not None:
                     if stmt.name.name in named_results:
+                        self.el.g.excused.update(value_nodes(scope.env.get(stmt.name.name)))
                         self.el.sink.error("duplicate-definition", f"output `{stmt.name.name}` is "
                                         "already defined", stmt.name.span,
                                         notes=[Note("first defined here",
@@ -178,6 +201,12 @@ class StatementRules:
         if isinstance(e, ast.Number) and isinstance(e.value, int):
             return e.value
         if isinstance(e, ast.Name):
+            if e.id == "None":
+                self.el.sink.error("unknown-name", "`None` is not a dimension: a dimension is "
+                                   "an integer or a name", e.span,
+                                   help="name the dimension, e.g. `B` for the batch; the same "
+                                        "name stands for the same size everywhere")
+                return Sym.named("?")
             if e.id in scope.symbols:
                 return scope.symbols[e.id]
             value = scope.formals.get(e.id)
@@ -219,7 +248,7 @@ class StatementRules:
                 value = cached
             else:
                 if value.path is None:
-                    value.path = scope.claim(stmt.name.name)
+                    value.path = scope.claim(stmt.name.name, stmt.name.span)
                 if scope.cache is not None:
                     scope.cache[stmt.name.name] = value
         scope.env[stmt.name.name] = value
@@ -248,7 +277,7 @@ class StatementRules:
             if isinstance(cached, Tensor):
                 scope.env[ident.name] = cached
                 continue
-            path = scope.claim(ident.name)
+            path = scope.claim(ident.name, ident.span)
             node = self.el.add_node(
                 "param:", kind="param", name=path, type=TensorType(declared.dtype, shape),
                 role="weight", trainable=not stmt.frozen,
@@ -267,6 +296,12 @@ class StatementRules:
             self.el.sink.error("argument-type", "a layer is named with `layer`, not `=`",
                             stmt.span, help=f"write `layer {stmt.targets[0].name} = ...`")
             value = POISON
+        for t in stmt.targets:
+            if isinstance(scope.env.get(t.name), LAYER_LIKE):
+                self.el.sink.error(
+                    "duplicate-definition", f"`{t.name}` names a layer and cannot be rebound to "
+                    "a tensor", t.span, help=f"give the tensor its own name, e.g. "
+                    f"`{t.name}_out = ...`")  # and bind it anyway: later uses mean the tensor
         if len(stmt.targets) == 1:
             scope.env[stmt.targets[0].name] = value
             return
@@ -305,3 +340,18 @@ class StatementRules:
                                  span=stmt.name.span if stmt.name else stmt.value.span)
             self.el.connect(v, node, "x")
             self.el.g.outputs.append(node)
+
+
+def referenced_names(stmt: ast.Stmt) -> set[str]:
+    names: set[str] = set()
+    stack: list[Any] = [stmt]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Name):
+            names.add(item.id)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item)
+                         if f.name != "span")
+    return names

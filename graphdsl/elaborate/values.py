@@ -163,24 +163,24 @@ class Scope:
         self.env: dict[str, Any] = {}
         self.cache = cache  # None at a model's top level: nothing is reused there
         self.counters: dict[str, itertools.count[int]] = {}
-        self.taken: set[str] = set()
+        self.taken: dict[str, Span | None] = {}  # layer and parameter names -> where taken
         self.model_name = model_name
         self.symbols: dict[str, Dim] = {}
         self.definition_kind = "model"
         self.definition_name = model_name
         self.caller: Scope | None = None  # the scope of the call that expands this body
 
-    def auto_path(self, base: str) -> str:
+    def auto_path(self, base: str, span: Span | None = None) -> str:
         counter = self.counters.setdefault(base, itertools.count())
         while True:
             n = next(counter)
             name = base if n == 0 else f"{base}_{n}"
             if name not in self.taken:
-                self.taken.add(name)
+                self.taken[name] = span
                 return self.prefix + name
 
-    def claim(self, name: str) -> str:
-        self.taken.add(name)
+    def claim(self, name: str, span: Span | None = None) -> str:
+        self.taken.setdefault(name, span)
         return self.prefix + name
 
 
@@ -372,3 +372,13 @@ def defines(node: ast.Definition, name: str) -> Span | None:
                     return t.span
     return None
 
+
+def value_nodes(value: Any) -> list[str]:
+    """The graph nodes a value stands for: a tensor's producer, a layer's parameters."""
+    if isinstance(value, Tensor):
+        return [value.node]
+    if isinstance(value, TupleValue):
+        return [n for item in value.items for n in value_nodes(item)]
+    if isinstance(value, LayerValue) and value.params:
+        return [t.node for t in value.params.values()]
+    return []

@@ -78,6 +78,9 @@ class ModelGraph:
     layers: dict[str, LayerRecord] = field(default_factory=dict)
     submodels: dict[str, str] = field(default_factory=dict)  # path prefix -> model name
     train: TrainConfig | None = None
+    # Nodes read by a statement that had an error: the checks count them as used, so one
+    # mistake is reported once, not again as an unused input or parameter.
+    excused: set[str] = field(default_factory=set)
     formals: dict[str, Any] = field(default_factory=dict)
     loss_statements: int = 0  # including ones whose term failed to check
 

@@ -107,7 +107,7 @@ for _name, _dtypes, _canon in _UNARY:
 register(OpDef("stop_gradient", "elementwise", "function",
                "The value of x, through which no gradient flows (PyTorch's detach).",
                inputs=(In("x", "any"),), infer=lambda c: same_as(c, "x"),
-               canonical="forward: x; backward: zero gradient"))
+               differentiable=False, canonical="forward: x; backward: zero gradient"))
 
 register(OpDef("logical_not", "elementwise", "function", "Elementwise not.",
                inputs=(In("x", "bool"),), infer=lambda c: same_as(c, "x"), canonical="not x"))

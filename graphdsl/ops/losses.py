@@ -68,6 +68,11 @@ def _crossentropy(call: OpCall) -> TensorType:
     else:
         raise ShapeError(f"`crossentropy` targets are class ids (int) or probabilities (float), "
                          f"got {target}", "target", code="dtype-mismatch")
+    if pred[-1] == 1:
+        raise ShapeError(f"`crossentropy` over a single class is always 0: its prediction "
+                         f"{call.input('pred')} has one entry on the class axis", "pred",
+                         help="for a yes/no target use `binary_crossentropy` on the one logit, "
+                              "or give the layer one unit per class")
     if call.args["class_weight"] is not None:
         n_classes = pred[-1]
         if isinstance(n_classes, int) and len(call.args["class_weight"]) != n_classes:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ir.types import Shape, ShapeError, TensorType
+from .bounds import Interval
 
 
 class _Required:
@@ -54,6 +55,7 @@ class Arg:
     choices: tuple[Any, ...] | None = None
     doc: str = ""
     optional: bool = False  # None is an accepted value
+    bounds: Interval | None = None  # the values allowed; default: bounds.BOUNDS by name
 
     def __post_init__(self) -> None:
         if self.kind not in ARG_KINDS:
@@ -148,6 +150,7 @@ class OpDef:
     call_args: tuple[Arg, ...] = ()  # layers: non-tensor arguments given at call time
     mask: str = "elementwise"
     random: bool = False  # behaves differently in training and inference
+    differentiable: bool = True  # False: no gradient reaches the inputs (stop_gradient)
     canonical: str = ""  # the exact definition the backends implement
     # For masked inputs: does the output keep the mask? (e.g. LSTM only with
     # return_sequences; a reduction only when it keeps the batch and step axes)

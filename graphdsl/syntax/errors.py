@@ -409,6 +409,22 @@ _KEYWORDS = {"model", "block", "train", "input", "target", "layer", "param", "ou
              "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as"}
 
 
+# Statement keywords as Python, Keras or PyTorch habits spell them.
+_STATEMENT_HABITS = {
+    "metrics": "a metric statement starts with `metric` (one metric each): "
+               "`metric accuracy(logits, y)`",
+    "losses": "a loss statement starts with `loss` (one term each, or a weighted sum)",
+    "outputs": "an output statement starts with `output` (one each)",
+    "inputs": "an input statement starts with `input` (one each)",
+    "targets": "a target statement starts with `target` (one each)",
+    "layers": "a layer statement starts with `layer` (one each)",
+    "return": "a model's results are `output` statements: `output y = ...`",
+    "def": "a reusable piece is a `block`: `block Name(arg: int = 1) { ... }`",
+    "class": "a model is `model Name { ... }`; a reusable piece is a `block`",
+    "self": "there is no `self`: name layers with `layer name = ...`",
+}
+
+
 def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if token.type == "REPEAT":
         return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
@@ -416,6 +432,8 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if len(before) == 1 and before[0] in _STATEMENT_HABITS:
+        return _STATEMENT_HABITS[before[0]]
     if str(token) == "=" and before and before[-1] in _KEYWORDS:
         return f"`{before[-1]}` is a keyword and cannot be used as a name"
     if str(token) == "=" and "COMPARE" not in expected:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import lark
@@ -19,6 +17,7 @@ from lark import Token, v_args
 from lark.visitors import Transformer_NonRecursive
 
 from graphdsl.diagnostics import DiagnosticSink, Span
+from graphdsl.syntax import tables
 from graphdsl.syntax import tree as ast
 from graphdsl.syntax.errors import (
     MAX_NESTING,
@@ -32,24 +31,9 @@ MAX_SYNTAX_ERRORS = 10
 RECOVERY_SIZE_LIMIT = 200_000
 
 
-def _grammar_text() -> str:
-    try:
-        return resources.files("graphdsl.grammar").joinpath("graphdsl.lark").read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):  # running from a checkout, not installed
-        return (Path(__file__).resolve().parents[2] / "grammar" / "graphdsl.lark").read_text()
-
-
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    return lark.Lark(
-        _grammar_text(),
-        parser="lalr",
-        lexer="basic",  # keywords are reserved everywhere, which keeps error messages plain
-        strict=True,
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=True,
-    )
+    return tables.load()
 
 
 def _unquote(text: str) -> str:

@@ -307,3 +307,29 @@ def test_hash_does_not_depend_on_python_hash_randomisation() -> None:
         hashes.add(done.stdout.strip())
     hashes.add(graphdsl.compile(source).models["Small"].graph_hash())
     assert len(hashes) == 1, hashes
+
+
+def test_shipped_parse_tables_match_the_grammar() -> None:
+    """`python -m graphdsl.syntax.tables` regenerates them after a grammar edit."""
+    from graphdsl.syntax import _parse_tables, tables
+
+    assert tables.grammar_digest(tables.grammar_text()) == _parse_tables.DIGEST
+
+
+def test_parser_loads_from_tables_without_building_or_unpickling(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pickle
+
+    from graphdsl.syntax import parser, tables
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the parser must come from the shipped tables")
+
+    monkeypatch.setattr(tables, "build", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    parser._parser.cache_clear()
+    try:
+        program = graphdsl.compile(SMALL, file=FILE)
+        assert list(program.models) == ["Small"]
+    finally:
+        parser._parser.cache_clear()
