@@ -7,7 +7,7 @@ import importlib
 
 from .registry import REGISTRY, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, all_ops, get
 
-FAMILIES = ("core", "conv", "norm", "recurrent", "attention", "elementwise", "reduce", "shape",
+FAMILIES = ("core", "conv", "pooling", "spatial", "preprocess", "norm", "recurrent", "attention", "elementwise", "reduce", "shape",
             "random", "losses", "metrics")
 
 
