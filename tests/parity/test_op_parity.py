@@ -657,7 +657,19 @@ def _random_cases() -> None:
 
 
 def _augment_cases(r: np.random.Generator) -> None:
-    pass
+    image = uniform(r, 2, 6, 8, 3, high=255.0)
+    geometry = {"fill_mode": "constant", "interpolation": "nearest", "fill_value": 1.0}
+    case("RandomFlip", "inference", x=image, mode="horizontal")
+    case("RandomRotation", "inference", x=image, factor=0.2)
+    case("RandomZoom", "inference", x=image, height_factor=[-0.2, 0.3], **geometry)
+    case("RandomTranslation", "inference-int", x=integers(r, 0, 255, 2, 6, 8, 3),
+         height_factor=0.2, width_factor=0.1)
+    for height, width in ((4, 4), (6, 8), (3, 7), (8, 10), (6, 5)):
+        case("RandomCrop", f"inference-{height}x{width}", x=image, height=height, width=width)
+    # not larger than the input in both axes: Keras' deterministic fallback in training too
+    for height, width in ((6, 8), (6, 5), (7, 4), (8, 10)):
+        case("RandomCrop", f"training-fallback-{height}x{width}", x=image, height=height,
+             width=width, training=True)
 
 
 # ---- losses and metrics
