@@ -895,7 +895,9 @@ GRADIENT_OPS = ("LSTM", "MultiHeadAttention", "Conv1D", "Conv2D", "AveragePoolin
                 "MaxPooling2D", "GlobalMaxPooling1D", "BatchNormalization",
                 "LayerNormalization", "crossentropy", "binary_crossentropy", "huber",
                 "kl_normal", "softmax", "l2_normalize", "stop_gradient", "logsumexp", "mean",
-                "Embedding", "Dense")
+                "Embedding", "Dense", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                "DepthwiseConv2D", "SeparableConv1D", "AdaptiveAveragePooling2D",
+                "AdaptiveMaxPooling1D", "UpSampling2D", "Resizing")
 # the LSTM's variants are picked by hand (each costs a trace of its loop's gradient)
 LSTM_GRADIENT_VARIANTS = ("maskFalse-seqTrue-stateTrue-backFalse",
                           "maskTrue-seqTrue-stateTrue-backTrue", "holes-seqTrue-backFalse",
@@ -1005,6 +1007,98 @@ def test_gaussian_noise_in_training() -> None:
         noise = (y.astype(np.float64) - x) / 0.3
         assert y.shape == x.shape and y.dtype == np.float32, backend
         assert abs(noise.mean()) < 0.03 and abs(noise.std() - 1) < 0.03, backend
+
+
+def test_dropout_noise_shape_in_training() -> None:
+    x = uniform(rng("dropout-noise"), 300, 4, 6, low=1.0, high=2.0)
+    for backend, y in _each_backend("Dropout", x=x, rate=0.4, noise_shape=[-1, 1, 6],
+                                    training=True).items():
+        dropped = y == 0
+        # one draw per (sample, channel), shared along axis 1
+        assert (dropped == dropped[:, :1, :]).all(), backend
+        np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.6, rtol=1e-6, err_msg=backend)
+        assert abs(dropped.mean() - 0.4) < 0.04, (backend, dropped.mean())
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_spatial_dropout_drops_whole_channels(rank: int) -> None:
+    x = uniform(rng("spatial-dropout", rank), 200, *[3] * rank, 5, low=1.0, high=2.0)
+    for backend, y in _each_backend(f"SpatialDropout{rank}D", x=x, rate=0.3,
+                                    training=True).items():
+        dropped = (y == 0).reshape(200, -1, 5)
+        assert (dropped == dropped[:, :1]).all(), backend
+        assert abs(dropped.mean() - 0.3) < 0.04, (backend, dropped.mean())
+        kept = ~(y == 0)
+        np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6, err_msg=backend)
+
+
+def test_gaussian_dropout_in_training() -> None:
+    x = uniform(rng("gaussian-dropout"), 200, 50, low=1.0, high=2.0)
+    for backend, y in _each_backend("GaussianDropout", x=x, rate=0.2, training=True).items():
+        noise = (y.astype(np.float64) / x - 1) / np.sqrt(0.2 / 0.8)
+        assert abs(noise.mean()) < 0.03 and abs(noise.std() - 1) < 0.03, backend
+
+
+def _images(*key: Any) -> np.ndarray:
+    return uniform(rng("images", *key), 64, 6, 8, 2, low=0.0, high=1.0)
+
+
+def test_random_flip_in_training() -> None:
+    x = _images("flip")
+    for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
+        for backend, y in _each_backend("RandomFlip", x=x, mode=mode, training=True).items():
+            options = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+            if mode == "horizontal":
+                options = options[:2]
+            elif mode == "vertical":
+                options = [options[0], options[2]]
+            which = np.array([[np.array_equal(y[b], o[b]) for o in options]
+                              for b in range(len(x))])
+            assert which.any(axis=1).all(), (backend, mode)  # every image is one of them
+            counts = which.argmax(axis=1)
+            # each option is drawn (64 images: a missing one has probability < 1e-7)
+            assert set(counts) == set(range(len(options))), (backend, mode)
+
+
+GEOMETRIC = {"RandomRotation": {"factor": 0.2}, "RandomZoom": {"height_factor": 0.3},
+             "RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3}}
+
+
+@pytest.mark.parametrize("op", list(GEOMETRIC))
+def test_geometric_augmentation_in_training(op: str) -> None:
+    """Random per image, in the input's range (bilinear, reflected), deterministic for a
+    seed, and the identity in inference."""
+    x = _images(op)
+    args = {**GEOMETRIC[op], "fill_mode": "reflect", "interpolation": "bilinear",
+            "fill_value": 0.0}
+    first = _each_backend(op, x=x, training=True, **args)
+    again = _each_backend(op, x=x, training=True, **args)
+    for backend, y in first.items():
+        assert y.shape == x.shape and y.dtype == np.float32, backend
+        assert (y >= -1e-6).all() and (y <= 1 + 1e-6).all(), backend
+        changed = [not np.allclose(y[b], x[b]) for b in range(len(x))]
+        assert sum(changed) > len(x) // 2, backend
+        # per-image draws: no two images moved by the same transform
+        deltas = {np.round(float(np.abs(y[b] - x[b]).mean()), 5) for b in range(len(x))}
+        assert len(deltas) > len(x) // 2, backend
+        np.testing.assert_array_equal(y, again[backend], err_msg=f"{backend}: seed")
+
+
+def test_random_crop_in_training() -> None:
+    x = np.arange(2 * 8 * 10 * 1, dtype=np.float32).reshape(2, 8, 10, 1)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        tf.random.set_seed(seed)
+        for backend in BACKENDS:
+            y = run_case(Case("RandomCrop", "training", {"x": x, "height": 5, "width": 4,
+                                                         "training": True}), backend)[0]
+            top, left = divmod(int(y[0, 0, 0, 0]), 10)
+            # one window for the whole batch, inside the image
+            np.testing.assert_array_equal(y, x[:, top:top + 5, left:left + 4], err_msg=backend)
+            seen.add((backend, top, left))
+    for backend in BACKENDS:
+        assert len({(top, left) for b, top, left in seen if b == backend}) > 3, backend
 
 
 def test_sample_normal_in_training() -> None:
