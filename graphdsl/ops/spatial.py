@@ -20,7 +20,7 @@ def _pad_rule(rank: int, sign: int, arg: str) -> Callable[[OpCall], TensorType]:
         for size, (before, after) in zip(spatial, amounts, strict=True):
             new = dim_add(size, sign * (before + after))
             if isinstance(new, int) and new < (1 if sign < 0 else 0):
-                raise ShapeError(f"`{arg}` {list(amounts)} removes every cell of an axis of "
+                raise ShapeError(f"`{arg}` {[list(p) for p in amounts]} removes every cell of an axis of "
                                  f"size {size}", arg, code="argument-value")
             out.append(new)
         return TensorType(call.input("x").dtype, (b, *out, c))
