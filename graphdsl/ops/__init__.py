@@ -7,8 +7,8 @@ import importlib
 
 from .registry import REGISTRY, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, all_ops, get
 
-FAMILIES = ("core", "conv", "norm", "recurrent", "attention", "elementwise", "reduce", "shape",
-            "random", "losses", "metrics")
+FAMILIES = ("core", "conv", "pooling", "spatial", "preprocess", "augment", "norm", "recurrent",
+            "attention", "elementwise", "reduce", "shape", "random", "losses", "metrics")
 
 
 @functools.lru_cache(maxsize=1)

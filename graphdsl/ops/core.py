@@ -60,11 +60,28 @@ register(OpDef(
               "[0, input_dim) are an error in both backends.",
 ))
 
+def check_noise_shape(call: OpCall) -> TensorType:
+    """Dropout's noise_shape: per axis 1 (one draw shared along it), -1 or the input's size."""
+    shape = call.shape("x")
+    noise = call.args.get("noise_shape")
+    if noise is not None and (len(noise) != len(shape) or any(
+            n not in (1, -1, d) for n, d in zip(noise, shape, strict=False))):
+        raise ShapeError(f"`noise_shape` {noise} must have one entry per axis of "
+                         f"{call.input('x')}, each 1, -1 (the input's size) or the input's "
+                         "size", "noise_shape", code="argument-value")
+    return same_as(call, "x")
+
+
 register(OpDef(
     "Dropout", "core", "layer", "Inverted dropout in training, identity in inference.",
-    inputs=(In("x", "float"),), args=(Arg("rate", "float"),),
-    infer=lambda c: same_as(c, "x"), random=True,
-    canonical="training: x * bernoulli(1 - rate) / (1 - rate); inference: x",
+    inputs=(In("x", "float"),),
+    args=(Arg("rate", "float"),
+          Arg("noise_shape", "int_list", None, optional=True,
+              doc="one entry per axis: 1 shares one draw along the axis, -1 (Keras' None) or "
+                  "the axis' size draws per position")),
+    infer=check_noise_shape, random=True,
+    canonical="training: x * bernoulli(1 - rate) / (1 - rate), one draw per position of "
+              "noise_shape broadcast over the axes where it is 1; inference: x",
 ))
 
 register(OpDef(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..ir.types import ShapeError, TensorType, broadcast
 from .registry import Arg, In, OpCall, OpDef, register
 from .rules import same_as
@@ -34,3 +36,29 @@ def _check_broadcast(call: OpCall, a: str, b: str) -> None:
         broadcast(call.shape(a), call.shape(b))
     except ShapeError as exc:
         raise ShapeError(f"`{b}` must broadcast to `{a}`: {exc.message}", b) from None
+
+
+def _exact_rank(rank: int) -> Callable[[OpCall], TensorType]:
+    def rule(call: OpCall) -> TensorType:
+        call.shape("x", exact_rank=rank + 2)
+        return same_as(call, "x")
+    return rule
+
+
+for _rank in (1, 2, 3):
+    _shared = ", ".join(["1"] * _rank)
+    register(OpDef(
+        f"SpatialDropout{_rank}D", "random", "layer",
+        "Drops whole channels (the same for every position of a sample) in training.",
+        inputs=(In("x", "float"),), args=(Arg("rate", "float"),),
+        infer=_exact_rank(_rank),
+        random=True,
+        canonical=f"Dropout with noise_shape [batch, {_shared}, channels]",
+    ))
+
+register(OpDef(
+    "GaussianDropout", "random", "layer", "Multiplies by N(1, rate / (1 - rate)) noise in training.",
+    inputs=(In("x", "float"),), args=(Arg("rate", "float"),), infer=lambda c: same_as(c, "x"),
+    random=True,
+    canonical="training: x * (1 + sqrt(rate / (1 - rate)) * eps), eps ~ N(0, 1); inference: x",
+))

@@ -71,3 +71,60 @@ def as_pair(value: object, name: str) -> tuple[int, int]:
         return (int(value[0]), int(value[1]))
     raise ShapeError(f"`{name}` must be an int or a pair of ints, got {source_text(value)}", name,
                      code="argument-value")
+
+
+def ntuple(value: object, rank: int, name: str) -> tuple[int, ...]:
+    """An int (repeated) or a list of `rank` ints, as a tuple; ShapeError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * rank
+    if isinstance(value, (list, tuple)) and len(value) == rank and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(int(v) for v in value)
+    words = "an int" if rank == 1 else f"an int or a list of {rank} ints"
+    raise ShapeError(f"`{name}` must be {words}, got {source_text(value)}", name,
+                     code="argument-value")
+
+
+def positive(values: Sequence[int], name: str, zero_ok: bool = False) -> None:
+    """ShapeError unless every value is positive (or, with zero_ok, not negative)."""
+    if any(v < (0 if zero_ok else 1) for v in values):
+        bound = "not negative" if zero_ok else "positive"
+        raise ShapeError(f"`{name}` must be {bound}, got {list(values)}", name,
+                         code="argument-value")
+
+
+def side_pairs(value: object, rank: int, name: str) -> tuple[tuple[int, int], ...]:
+    """Keras' padding/cropping amounts, one (before, after) pair per spatial axis: an int (all
+    sides), one int per axis (both sides), or one pair per axis (1-D: the pair itself)."""
+    def bad() -> ShapeError:
+        return ShapeError(f"`{name}` must be an int, a list of {rank} ints or a list of "
+                          f"{rank} pairs of ints, got {source_text(value)}", name,
+                          code="argument-value")
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        out = ((int(value), int(value)),) * rank  # type: ignore[call-overload]
+    elif not isinstance(value, (list, tuple)):
+        raise bad()
+    elif rank == 1 and len(value) == 2 and all(map(is_int, value)):
+        out = ((int(value[0]), int(value[1])),)
+    elif len(value) == rank and all(map(is_int, value)):
+        out = tuple((int(v), int(v)) for v in value)
+    elif len(value) == rank and all(isinstance(v, (list, tuple)) and len(v) == 2 and
+                                    all(map(is_int, v)) for v in value):
+        out = tuple((int(v[0]), int(v[1])) for v in value)
+    else:
+        raise bad()
+    positive([v for pair in out for v in pair], name, zero_ok=True)
+    return out
+
+
+def aspect_crop_box(height: int, width: int, target_h: int,
+                    target_w: int) -> tuple[int, int, int, int]:
+    """Keras' crop_to_aspect_ratio box (top, left, crop height, crop width): the largest
+    centred window of the target's aspect ratio."""
+    crop_h = max(min(height, width * target_h // target_w), 1)
+    crop_w = max(min(width, height * target_w // target_h), 1)
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w

@@ -167,6 +167,8 @@ def _core_cases() -> None:
     for rate in (0.0, 0.3, 1.0):
         case("Dropout", f"rate{rate}-inference", x=normal(r, 4, 5), rate=rate, training=False)
     case("Dropout", "rate0-training", x=normal(r, 4, 5), rate=0.0, training=True)
+    case("Dropout", "noise-shape-inference", x=normal(r, 4, 5), rate=0.5, noise_shape=[-1, 1],
+         training=False)
 
 
 # ---- elementwise
@@ -338,6 +340,92 @@ def _conv_cases() -> None:
     case("Conv2D", "no-bias-tanh", x=normal(r, 1, 5, 5, 2), kernel=normal(r, 3, 3, 2, 3),
          bias=None, filters=3, kernel_size=3, use_bias=False, activation="tanh",
          padding="same")
+    _grouped_conv_cases(r)
+    _depthwise_cases(r)
+    _transpose_cases(r)
+
+
+def _grouped_conv_cases(r: np.random.Generator) -> None:
+    for padding, strides, dilation in (("valid", 1, 1), ("same", 2, 1), ("causal", 1, 2)):
+        case("Conv1D", f"groups-{padding}-s{strides}-d{dilation}", x=normal(r, 2, 9, 6),
+             kernel=normal(r, 3, 2, 9, scale=0.5), bias=normal(r, 9), filters=9, kernel_size=3,
+             strides=strides, padding=padding, dilation_rate=dilation, groups=3)
+    case("Conv2D", "groups-same-s2", x=normal(r, 2, 7, 6, 4),
+         kernel=normal(r, 3, 3, 2, 6, scale=0.5), bias=normal(r, 6), filters=6,
+         kernel_size=3, strides=2, padding="same", groups=2)
+    case("Conv2D", "groups-depthwise-like", x=normal(r, 1, 5, 5, 3),
+         kernel=normal(r, 2, 2, 1, 3), bias=None, filters=3, kernel_size=2, groups=3,
+         use_bias=False)
+    for padding, strides, dilation in (("valid", 1, 1), ("same", [1, 2, 2], 1), (1, 2, 1),
+                                       ("same", 2, 2)):
+        case("Conv3D", f"{padding}-s{strides}-d{dilation}", x=normal(r, 2, 5, 6, 7, 2),
+             kernel=normal(r, 2, 3, 2, 2, 4, scale=0.5), bias=normal(r, 4), filters=4,
+             kernel_size=[2, 3, 2], strides=strides, padding=padding, dilation_rate=dilation)
+    case("Conv3D", "groups-relu", x=normal(r, 1, 4, 4, 4, 4), kernel=normal(r, 3, 3, 3, 2, 2),
+         bias=normal(r, 2), filters=2, kernel_size=3, groups=2, padding="same",
+         activation="relu")
+
+
+def _depthwise_cases(r: np.random.Generator) -> None:
+    for padding, strides, dilation in (("valid", 1, 1), ("same", 2, 1), ("same", 1, 2),
+                                       ("valid", 2, 2), (1, 1, 1)):
+        for m in (1, 2):
+            label = f"{padding}-s{strides}-d{dilation}-m{m}"
+            case("DepthwiseConv1D", label, x=normal(r, 2, 9, 3),
+                 depthwise_kernel=normal(r, 3, 3, m), bias=normal(r, 3 * m), kernel_size=3,
+                 strides=strides, padding=padding, dilation_rate=dilation, depth_multiplier=m)
+            case("DepthwiseConv2D", label, x=normal(r, 2, 7, 8, 3),
+                 depthwise_kernel=normal(r, 3, 2, 3, m), bias=normal(r, 3 * m),
+                 kernel_size=[3, 2], strides=strides, padding=padding,
+                 dilation_rate=dilation, depth_multiplier=m)
+            case("SeparableConv1D", label, x=normal(r, 2, 9, 3),
+                 depthwise_kernel=normal(r, 3, 3, m), pointwise_kernel=normal(r, 1, 3 * m, 4),
+                 bias=normal(r, 4), filters=4, kernel_size=3, strides=strides, padding=padding,
+                 dilation_rate=dilation, depth_multiplier=m)
+            case("SeparableConv2D", label, x=normal(r, 2, 7, 8, 3),
+                 depthwise_kernel=normal(r, 3, 2, 3, m),
+                 pointwise_kernel=normal(r, 1, 1, 3 * m, 4), bias=normal(r, 4), filters=4,
+                 kernel_size=[3, 2], strides=strides, padding=padding,
+                 dilation_rate=dilation, depth_multiplier=m)
+    case("DepthwiseConv2D", "no-bias-tanh", x=normal(r, 1, 5, 5, 2),
+         depthwise_kernel=normal(r, 3, 3, 2, 1), bias=None, kernel_size=3, use_bias=False,
+         activation="tanh")
+    case("SeparableConv2D", "no-bias-relu", x=normal(r, 1, 5, 5, 2),
+         depthwise_kernel=normal(r, 3, 3, 2, 1), pointwise_kernel=normal(r, 1, 1, 2, 3),
+         bias=None, filters=3, kernel_size=3, use_bias=False, activation="relu")
+
+
+def _transpose_cases(r: np.random.Generator) -> None:
+    for padding in ("valid", "same"):
+        for kernel, strides, out_pad, dilation in ((3, 1, None, 1), (3, 2, None, 1),
+                                                   (3, 2, 1, 1), (2, 3, None, 1),
+                                                   (4, 2, 0, 1), (1, 3, 2, 1), (3, 1, None, 2),
+                                                   (2, 3, 2, 1)):
+            label = f"{padding}-k{kernel}-s{strides}-op{out_pad}-d{dilation}"
+            case("Conv1DTranspose", label, x=normal(r, 2, 5, 3),
+                 kernel=normal(r, kernel, 4, 3, scale=0.5), bias=normal(r, 4), filters=4,
+                 kernel_size=kernel, strides=strides, padding=padding, output_padding=out_pad,
+                 dilation_rate=dilation)
+        case("Conv2DTranspose", f"{padding}-mixed", x=normal(r, 2, 4, 5, 3),
+             kernel=normal(r, 3, 2, 2, 3, scale=0.5), bias=normal(r, 2), filters=2,
+             kernel_size=[3, 2], strides=[2, 3], padding=padding)
+        case("Conv2DTranspose", f"{padding}-output-padding", x=normal(r, 2, 4, 5, 3),
+             kernel=normal(r, 3, 3, 2, 3, scale=0.5), bias=normal(r, 2), filters=2,
+             kernel_size=3, strides=2, padding=padding, output_padding=[1, 0])
+        case("Conv2DTranspose", f"{padding}-dilated", x=normal(r, 1, 4, 4, 2),
+             kernel=normal(r, 3, 3, 2, 2), bias=None, filters=2, kernel_size=3,
+             padding=padding, dilation_rate=2, use_bias=False, activation="relu")
+        case("Conv3DTranspose", f"{padding}-s2", x=normal(r, 1, 3, 4, 3, 2),
+             kernel=normal(r, 3, 2, 3, 2, 2, scale=0.5), bias=normal(r, 2), filters=2,
+             kernel_size=[3, 2, 3], strides=[2, 1, 2], padding=padding)
+        case("Conv3DTranspose", f"{padding}-output-padding", x=normal(r, 1, 3, 3, 3, 2),
+             kernel=normal(r, 2, 2, 2, 3, 2, scale=0.5), bias=normal(r, 3), filters=3,
+             kernel_size=2, strides=2, padding=padding, output_padding=1)
+
+
+# ---- pooling
+def _pooling_cases() -> None:
+    r = rng("pooling")
     for kind in ("Max", "Average"):
         for pool, strides in ((2, None), (3, 2), (3, 1), (2, 3)):
             for padding in ("valid", "same", 1):
@@ -347,6 +435,11 @@ def _conv_cases() -> None:
             for padding in ("valid", "same", 1):
                 case(f"{kind}Pooling2D", f"p{pool}-s{strides}-{padding}",
                      x=normal(r, 2, 7, 6, 3), pool_size=pool, strides=strides, padding=padding)
+        for pool, strides in ((2, None), ([3, 2, 2], [2, 1, 2]), (3, 2)):
+            for padding in ("valid", "same", 1):
+                case(f"{kind}Pooling3D", f"p{pool}-s{strides}-{padding}",
+                     x=normal(r, 2, 5, 6, 4, 2), pool_size=pool, strides=strides,
+                     padding=padding)
     case("MaxPooling1D", "pad-wider-than-pool", x=normal(r, 1, 4, 2), pool_size=2, strides=1,
          padding=3)
     case("AveragePooling1D", "pad-wider-than-pool", x=normal(r, 1, 4, 2), pool_size=2,
@@ -358,9 +451,73 @@ def _conv_cases() -> None:
         case(name, "mask", x=x, mask=mask)
     for name in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         case(name, "plain", x=normal(r, 2, 3, 4, 5))
-    case("ZeroPadding2D", "int", x=normal(r, 2, 3, 4, 2), padding=1)
-    case("ZeroPadding2D", "pair", x=normal(r, 2, 3, 4, 2), padding=[2, 0])
+    for name in ("GlobalAveragePooling3D", "GlobalMaxPooling3D"):
+        case(name, "plain", x=normal(r, 2, 3, 4, 2, 5))
+    for kind in ("Average", "Max"):
+        for length, size in ((10, 3), (7, 7), (5, 8), (9, 1)):
+            case(f"Adaptive{kind}Pooling1D", f"{length}-to-{size}", x=normal(r, 2, length, 3),
+                 output_size=size)
+        for shape, size in (((10, 7), [3, 4]), ((6, 6), 2), ((5, 9), [5, 2])):
+            case(f"Adaptive{kind}Pooling2D", f"{shape}-to-{size}", x=normal(r, 2, *shape, 3),
+                 output_size=size)
+        case(f"Adaptive{kind}Pooling3D", "7x6x5-to-3x2x4", x=normal(r, 1, 7, 6, 5, 2),
+             output_size=[3, 2, 4])
+
+
+# ---- spatial
+def _spatial_cases() -> None:
+    r = rng("spatial")
+    x1, x2, x3 = normal(r, 2, 7, 3), normal(r, 2, 6, 7, 2), normal(r, 1, 4, 5, 6, 2)
+    for padding in (1, [2, 0]):
+        case("ZeroPadding1D", f"{padding}", x=x1, padding=padding)
+        case("Cropping1D", f"{padding}", x=x1, cropping=padding)
+    case("ZeroPadding1D", "int-input", x=integers(r, 0, 9, 1, 3, 2), padding=[0, 2])
+    for amounts in (1, [2, 0], [[1, 2], [0, 3]]):
+        case("ZeroPadding2D", f"{amounts}", x=x2, padding=amounts)
+        case("Cropping2D", f"{amounts}", x=x2, cropping=amounts)
     case("ZeroPadding2D", "int-input", x=integers(r, 0, 9, 1, 2, 2, 1), padding=[0, 1])
+    for amounts in (1, [1, 0, 2], [[1, 0], [0, 2], [2, 1]]):
+        case("ZeroPadding3D", f"{amounts}", x=x3, padding=amounts)
+        case("Cropping3D", f"{amounts}", x=x3, cropping=amounts)
+    case("UpSampling1D", "2", x=x1, size=2)
+    case("UpSampling1D", "3-int", x=integers(r, 0, 9, 2, 3, 2), size=3)
+    for size in (2, [3, 2], [1, 4]):
+        for interpolation in ("nearest", "bilinear"):
+            case("UpSampling2D", f"{size}-{interpolation}", x=x2, size=size,
+                 interpolation=interpolation)
+    image = uniform(r, 2, 11, 13, 3, high=255.0)
+    for height, width in ((5, 6), (11, 13), (20, 17), (4, 20), (1, 1)):
+        for interpolation in ("nearest", "bilinear"):
+            for crop in (False, True):
+                case("Resizing", f"{height}x{width}-{interpolation}-crop{crop}", x=image,
+                     height=height, width=width, interpolation=interpolation,
+                     crop_to_aspect_ratio=crop)
+    case("Resizing", "int-input", x=integers(r, 0, 255, 1, 6, 6, 1), height=3, width=4)
+    for height, width in ((5, 6), (11, 13), (10, 4), (12, 8), (20, 30)):
+        case("CenterCrop", f"{height}x{width}", x=image, height=height, width=width)
+
+
+# ---- preprocess
+def _preprocess_cases() -> None:
+    r = rng("preprocess")
+    case("Rescaling", "float", x=normal(r, 2, 3, 4), scale=1 / 127.5, offset=-1.0)
+    case("Rescaling", "int", x=integers(r, 0, 255, 2, 3, 4, dtype="int64"), scale=0.5)
+    x = normal(r, 3, 4, 5, scale=3.0) + 2.0
+    variance = uniform(r, 5, low=0.5, high=4.0)
+    for invert in (False, True):
+        case("Normalization", f"args-last-invert{invert}", x=x, adapt_mean=None,
+             adapt_variance=None, axis=-1, mean=[float(v) for v in normal(r, 5)],
+             variance=[float(v) for v in variance], invert=invert)
+        case("Normalization", f"state-last-invert{invert}", x=x, adapt_mean=normal(r, 5),
+             adapt_variance=variance, invert=invert)
+    case("Normalization", "state-two-axes", x=x, adapt_mean=normal(r, 4, 5),
+         adapt_variance=uniform(r, 4, 5, low=0.1, high=2.0), axis=[1, 2])
+    case("Normalization", "scalar-args", x=x, adapt_mean=None, adapt_variance=None, axis=None,
+         mean=2.0, variance=9.0)
+    case("Normalization", "zero-variance", x=x, adapt_mean=normal(r, 5),
+         adapt_variance=np.zeros(5, np.float32))
+    case("Normalization", "axis1-int-input", x=integers(r, 0, 9, 3, 4, 5), adapt_mean=None,
+         adapt_variance=None, axis=1, mean=[1.0, 2.0, 3.0, 4.0], variance=[1.0, 4.0, 0.25, 2.0])
 
 
 # ---- norm
@@ -492,6 +649,27 @@ def _random_cases() -> None:
     case("sample_normal", "inference", mean=normal(r, 3, 4), logvar=normal(r, 3, 4),
          training=False)
     case("GaussianNoise", "inference", x=normal(r, 3, 4), stddev=0.5, training=False)
+    case("GaussianDropout", "inference", x=normal(r, 3, 4), rate=0.5, training=False)
+    for rank in (1, 2, 3):
+        case(f"SpatialDropout{rank}D", "inference", x=normal(r, 2, *[3] * rank, 4), rate=0.5,
+             training=False)
+    _augment_cases(r)
+
+
+def _augment_cases(r: np.random.Generator) -> None:
+    image = uniform(r, 2, 6, 8, 3, high=255.0)
+    geometry = {"fill_mode": "constant", "interpolation": "nearest", "fill_value": 1.0}
+    case("RandomFlip", "inference", x=image, mode="horizontal")
+    case("RandomRotation", "inference", x=image, factor=0.2)
+    case("RandomZoom", "inference", x=image, height_factor=[-0.2, 0.3], **geometry)
+    case("RandomTranslation", "inference-int", x=integers(r, 0, 255, 2, 6, 8, 3),
+         height_factor=0.2, width_factor=0.1)
+    for height, width in ((4, 4), (6, 8), (3, 7), (8, 10), (6, 5)):
+        case("RandomCrop", f"inference-{height}x{width}", x=image, height=height, width=width)
+    # not larger than the input in both axes: Keras' deterministic fallback in training too
+    for height, width in ((6, 8), (6, 5), (7, 4), (8, 10)):
+        case("RandomCrop", f"training-fallback-{height}x{width}", x=image, height=height,
+             width=width, training=True)
 
 
 # ---- losses and metrics
@@ -606,8 +784,8 @@ def _metric_cases() -> None:
          mask=booleans(r, b, p=0.5))
 
 
-for _build in (_core_cases, _elementwise_cases, _attention_cases, _conv_cases, _norm_cases,
-               _lstm_cases, _reduce_cases, _shape_cases, _random_cases, _loss_cases,
+for _build in (_core_cases, _elementwise_cases, _attention_cases, _conv_cases,
+               _pooling_cases, _spatial_cases, _preprocess_cases, _norm_cases, _lstm_cases, _reduce_cases, _shape_cases, _random_cases, _loss_cases,
                _metric_cases):
     _build()
 
@@ -717,7 +895,9 @@ GRADIENT_OPS = ("LSTM", "MultiHeadAttention", "Conv1D", "Conv2D", "AveragePoolin
                 "MaxPooling2D", "GlobalMaxPooling1D", "BatchNormalization",
                 "LayerNormalization", "crossentropy", "binary_crossentropy", "huber",
                 "kl_normal", "softmax", "l2_normalize", "stop_gradient", "logsumexp", "mean",
-                "Embedding", "Dense")
+                "Embedding", "Dense", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                "DepthwiseConv2D", "SeparableConv1D", "AdaptiveAveragePooling2D",
+                "AdaptiveMaxPooling1D", "UpSampling2D", "Resizing")
 # the LSTM's variants are picked by hand (each costs a trace of its loop's gradient)
 LSTM_GRADIENT_VARIANTS = ("maskFalse-seqTrue-stateTrue-backFalse",
                           "maskTrue-seqTrue-stateTrue-backTrue", "holes-seqTrue-backFalse",
@@ -827,6 +1007,98 @@ def test_gaussian_noise_in_training() -> None:
         noise = (y.astype(np.float64) - x) / 0.3
         assert y.shape == x.shape and y.dtype == np.float32, backend
         assert abs(noise.mean()) < 0.03 and abs(noise.std() - 1) < 0.03, backend
+
+
+def test_dropout_noise_shape_in_training() -> None:
+    x = uniform(rng("dropout-noise"), 300, 4, 6, low=1.0, high=2.0)
+    for backend, y in _each_backend("Dropout", x=x, rate=0.4, noise_shape=[-1, 1, 6],
+                                    training=True).items():
+        dropped = y == 0
+        # one draw per (sample, channel), shared along axis 1
+        assert (dropped == dropped[:, :1, :]).all(), backend
+        np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.6, rtol=1e-6, err_msg=backend)
+        assert abs(dropped.mean() - 0.4) < 0.04, (backend, dropped.mean())
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_spatial_dropout_drops_whole_channels(rank: int) -> None:
+    x = uniform(rng("spatial-dropout", rank), 200, *[3] * rank, 5, low=1.0, high=2.0)
+    for backend, y in _each_backend(f"SpatialDropout{rank}D", x=x, rate=0.3,
+                                    training=True).items():
+        dropped = (y == 0).reshape(200, -1, 5)
+        assert (dropped == dropped[:, :1]).all(), backend
+        assert abs(dropped.mean() - 0.3) < 0.04, (backend, dropped.mean())
+        kept = ~(y == 0)
+        np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6, err_msg=backend)
+
+
+def test_gaussian_dropout_in_training() -> None:
+    x = uniform(rng("gaussian-dropout"), 200, 50, low=1.0, high=2.0)
+    for backend, y in _each_backend("GaussianDropout", x=x, rate=0.2, training=True).items():
+        noise = (y.astype(np.float64) / x - 1) / np.sqrt(0.2 / 0.8)
+        assert abs(noise.mean()) < 0.03 and abs(noise.std() - 1) < 0.03, backend
+
+
+def _images(*key: Any) -> np.ndarray:
+    return uniform(rng("images", *key), 64, 6, 8, 2, low=0.0, high=1.0)
+
+
+def test_random_flip_in_training() -> None:
+    x = _images("flip")
+    for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
+        for backend, y in _each_backend("RandomFlip", x=x, mode=mode, training=True).items():
+            options = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+            if mode == "horizontal":
+                options = options[:2]
+            elif mode == "vertical":
+                options = [options[0], options[2]]
+            which = np.array([[np.array_equal(y[b], o[b]) for o in options]
+                              for b in range(len(x))])
+            assert which.any(axis=1).all(), (backend, mode)  # every image is one of them
+            counts = which.argmax(axis=1)
+            # each option is drawn (64 images: a missing one has probability < 1e-7)
+            assert set(counts) == set(range(len(options))), (backend, mode)
+
+
+GEOMETRIC = {"RandomRotation": {"factor": 0.2}, "RandomZoom": {"height_factor": 0.3},
+             "RandomTranslation": {"height_factor": 0.3, "width_factor": 0.3}}
+
+
+@pytest.mark.parametrize("op", list(GEOMETRIC))
+def test_geometric_augmentation_in_training(op: str) -> None:
+    """Random per image, in the input's range (bilinear, reflected), deterministic for a
+    seed, and the identity in inference."""
+    x = _images(op)
+    args = {**GEOMETRIC[op], "fill_mode": "reflect", "interpolation": "bilinear",
+            "fill_value": 0.0}
+    first = _each_backend(op, x=x, training=True, **args)
+    again = _each_backend(op, x=x, training=True, **args)
+    for backend, y in first.items():
+        assert y.shape == x.shape and y.dtype == np.float32, backend
+        assert (y >= -1e-6).all() and (y <= 1 + 1e-6).all(), backend
+        changed = [not np.allclose(y[b], x[b]) for b in range(len(x))]
+        assert sum(changed) > len(x) // 2, backend
+        # per-image draws: no two images moved by the same transform
+        deltas = {np.round(float(np.abs(y[b] - x[b]).mean()), 5) for b in range(len(x))}
+        assert len(deltas) > len(x) // 2, backend
+        np.testing.assert_array_equal(y, again[backend], err_msg=f"{backend}: seed")
+
+
+def test_random_crop_in_training() -> None:
+    x = np.arange(2 * 8 * 10 * 1, dtype=np.float32).reshape(2, 8, 10, 1)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        tf.random.set_seed(seed)
+        for backend in BACKENDS:
+            y = run_case(Case("RandomCrop", "training", {"x": x, "height": 5, "width": 4,
+                                                         "training": True}), backend)[0]
+            top, left = divmod(int(y[0, 0, 0, 0]), 10)
+            # one window for the whole batch, inside the image
+            np.testing.assert_array_equal(y, x[:, top:top + 5, left:left + 4], err_msg=backend)
+            seen.add((backend, top, left))
+    for backend in BACKENDS:
+        assert len({(top, left) for b, top, left in seen if b == backend}) > 3, backend
 
 
 def test_sample_normal_in_training() -> None:

@@ -73,13 +73,17 @@ def dynamic_shape(x: tf.Tensor) -> list[Any]:
     return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
 
 
-def drop_out(x: tf.Tensor, rate: float) -> tf.Tensor:
-    """Inverted dropout: x * bernoulli(1 - rate) / (1 - rate); rate >= 1 gives zeros."""
+def drop_out(x: tf.Tensor, rate: float, noise_shape: Sequence[int] | None = None) -> tf.Tensor:
+    """Inverted dropout: x * bernoulli(1 - rate) / (1 - rate); rate >= 1 gives zeros. One
+    draw per position of noise_shape (1: shared along the axis; -1: the input's size)."""
     if rate <= 0:
         return x
     if rate >= 1:
         return ops.zeros_like(x)
-    keep = tf.random.uniform(tf.shape(x), dtype=x.dtype) >= rate
+    shape = tf.shape(x)
+    if noise_shape is not None:
+        shape = tf.stack([shape[i] if n == -1 else n for i, n in enumerate(noise_shape)])
+    keep = tf.random.uniform(shape, dtype=x.dtype) >= rate
     return ops.where(keep, x / ops.cast(1.0 - rate, x.dtype), ops.zeros_like(x))
 
 
@@ -106,8 +110,9 @@ def embedding(*, ids: tf.Tensor, embeddings: tf.Tensor, input_dim: int, output_d
 
 
 @impl("Dropout")
-def dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
-    return drop_out(x, rate) if training else x
+def dropout(*, x: tf.Tensor, rate: float, noise_shape: Sequence[int] | None = None,
+            training: bool) -> tf.Tensor:
+    return drop_out(x, rate, noise_shape) if training else x
 
 
 @impl("Activation")

@@ -4,10 +4,13 @@ The noise comes from TensorFlow's stateful ``tf.random.normal`` (see core's docs
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 from keras import ops
 
 from . import impl
+from .core import drop_out
 
 
 @impl("sample_normal")
@@ -23,3 +26,21 @@ def gaussian_noise(*, x: tf.Tensor, stddev: float, training: bool) -> tf.Tensor:
     if not training:
         return x
     return x + stddev * tf.random.normal(tf.shape(x), dtype=x.dtype)
+
+
+def _spatial_dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+    if not training:
+        return x
+    return drop_out(x, rate, [-1, *[1] * (len(x.shape) - 2), -1])
+
+
+for _rank in (1, 2, 3):
+    impl(f"SpatialDropout{_rank}D")(_spatial_dropout)
+
+
+@impl("GaussianDropout")
+def gaussian_dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+    if not training or rate <= 0:
+        return x
+    stddev = math.sqrt(rate / (1.0 - rate))
+    return x * (1.0 + stddev * tf.random.normal(tf.shape(x), dtype=x.dtype))

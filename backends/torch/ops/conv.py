@@ -1,33 +1,37 @@
-"""Convolution and pooling, channels last, with TensorFlow's padding arithmetic.
+"""Convolutions, channels last, with TensorFlow's padding arithmetic.
 
-Inputs are [batch, steps, channels] (1-D) and [batch, height, width, channels] (2-D);
-they are permuted to torch's channels-first layout around each call (for a contiguous
-channels-last tensor the permuted view is torch's channels_last memory format, so no copy
-is made). Kernels [k, in, out] and [kh, kw, in, out] are permuted to [out, in, ...].
+Inputs are [batch, *spatial, channels]; they are permuted to torch's channels-first layout
+around each call (for a contiguous channels-last tensor the permuted view is torch's
+channels_last memory format, so no copy is made). Kernels [*k, in / groups, out] are
+permuted to torch's [out, in / groups, *k]; transposed kernels [*k, out, in] to [in, out, *k].
 
 Padding: "valid" (none); "same": out = ceil(L / s), pad_total = max((out - 1) s +
 (k - 1) d + 1 - L, 0), pad_before = pad_total // 2 and the extra cell on the right;
 "causal" (1-D only): all (k - 1) d cells on the left; an int p: p cells on both sides.
-Convolutions pad with zeros; max pooling pads with -inf and average pooling does not count
-padded cells, so padded cells never change a pooled value.
+Transposed convolutions run in full (no padding) and are then cut to Keras' window
+(graphdsl.ops.conv.transpose_window), so they match Keras for every argument.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from graphdsl.ops.arith import padding_amounts, pair
+from graphdsl.ops.arith import padding_amounts
+from graphdsl.ops.conv import transpose_window
+from graphdsl.ops.rules import ntuple
 
 from . import impl
 from .core import activate
 
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
-def _flat_pad(pads: Sequence[tuple[int, int]]) -> list[int]:
+
+def flat_pad(pads: Sequence[tuple[int, int]]) -> list[int]:
     """F.pad's argument for channels-first spatial axes given in order (last axis first)."""
     out: list[int] = []
     for before, after in reversed(pads):
@@ -35,133 +39,107 @@ def _flat_pad(pads: Sequence[tuple[int, int]]) -> list[int]:
     return out
 
 
-def _conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, strides: Any,
-          padding: Any, dilation_rate: Any, rank: int) -> torch.Tensor:
+def to_channels_first(x: torch.Tensor) -> torch.Tensor:
+    rank = x.dim() - 2
+    return x.permute(0, rank + 1, *range(1, rank + 1))
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    rank = x.dim() - 2
+    return x.permute(0, *range(2, rank + 2), 1)
+
+
+def conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, strides: Any,
+         padding: Any, dilation_rate: Any, groups: int = 1) -> torch.Tensor:
+    """Channels-last convolution with a [*k, in / groups, out] kernel."""
+    rank = x.dim() - 2
     spatial = x.shape[1:-1]
     sizes = kernel.shape[:rank]
-    strides_ = (strides,) if rank == 1 else pair(strides)
-    dilations = (dilation_rate,) if rank == 1 else pair(dilation_rate)
+    strides_ = ntuple(strides, rank, "strides")
+    dilations = ntuple(dilation_rate, rank, "dilation_rate")
     pads = [padding_amounts(spatial[i], sizes[i], strides_[i], dilations[i], padding)
             for i in range(rank)]
-    # [B, *S, C] -> [B, C, *S]; kernel [*k, in, out] -> [out, in, *k]
-    to_first = (0, rank + 1, *range(1, rank + 1))
-    xc = x.permute(to_first)
+    xc = to_channels_first(x)
     weight = kernel.permute(rank + 1, rank, *range(rank))
     if all(before == after for before, after in pads):
         torch_padding: Any = tuple(before for before, _ in pads)
     else:
-        xc = F.pad(xc, _flat_pad(pads))
+        xc = F.pad(xc, flat_pad(pads))
         torch_padding = 0
-    conv = F.conv1d if rank == 1 else F.conv2d
-    y = conv(xc, weight, bias, stride=strides_, padding=torch_padding, dilation=dilations)
-    return y.permute(0, *range(2, rank + 2), 1)
+    y = _CONV[rank](xc, weight, bias, stride=strides_, padding=torch_padding,
+                    dilation=dilations, groups=groups)
+    return to_channels_last(y)
 
 
-@impl("Conv1D")
-def conv1d(*, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None,
-           filters: int, kernel_size: int, strides: int = 1, padding: Any = "valid",
-           dilation_rate: int = 1, activation: Any = "linear",
-           use_bias: bool = True) -> torch.Tensor:
-    y = _conv(x, kernel, bias if use_bias else None, strides, padding, dilation_rate, 1)
+def _conv_layer(*, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None,
+                filters: int, kernel_size: Any, strides: Any = 1, padding: Any = "valid",
+                dilation_rate: Any = 1, groups: int = 1, activation: Any = "linear",
+                use_bias: bool = True) -> torch.Tensor:
+    y = conv(x, kernel, bias if use_bias else None, strides, padding, dilation_rate, groups)
     return activate(y, activation)
 
 
-@impl("Conv2D")
-def conv2d(*, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None,
-           filters: int, kernel_size: int | Sequence[int], strides: int | Sequence[int] = 1,
-           padding: Any = "valid", dilation_rate: int | Sequence[int] = 1,
-           activation: Any = "linear", use_bias: bool = True) -> torch.Tensor:
-    y = _conv(x, kernel, bias if use_bias else None, strides, padding, dilation_rate, 2)
+for _rank in (1, 2, 3):
+    impl(f"Conv{_rank}D")(_conv_layer)
+
+
+def depthwise(x: torch.Tensor, depthwise_kernel: torch.Tensor, strides: Any, padding: Any,
+              dilation_rate: Any) -> torch.Tensor:
+    """[*k, C, m] kernel: channel c * m + j is channel c with filter [..., c, j]."""
+    *k, channels, multiplier = depthwise_kernel.shape
+    kernel = depthwise_kernel.reshape(*k, 1, channels * multiplier)
+    return conv(x, kernel, None, strides, padding, dilation_rate, groups=channels)
+
+
+def _depthwise_layer(*, x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                     bias: torch.Tensor | None = None, kernel_size: Any, strides: Any = 1,
+                     padding: Any = "valid", dilation_rate: Any = 1, depth_multiplier: int = 1,
+                     activation: Any = "linear", use_bias: bool = True) -> torch.Tensor:
+    y = depthwise(x, depthwise_kernel, strides, padding, dilation_rate)
+    if use_bias and bias is not None:
+        y = y + bias
     return activate(y, activation)
 
 
-def _pool(x: torch.Tensor, kind: str, pool_size: Any, strides: Any, padding: Any,
-          rank: int) -> torch.Tensor:
-    sizes = (pool_size,) if rank == 1 else pair(pool_size)
-    if strides is None:
-        strides = pool_size
-    strides_ = (strides,) if rank == 1 else pair(strides)
-    spatial = x.shape[1:-1]
-    pads = [padding_amounts(spatial[i], sizes[i], strides_[i], 1, padding) for i in range(rank)]
-    xc = x.permute(0, rank + 1, *range(1, rank + 1))
-    padded = any(before or after for before, after in pads)
-    if kind == "max":
-        if padded:
-            xc = F.pad(xc, _flat_pad(pads), value=float("-inf"))
-        max_pool: Any = F.max_pool1d if rank == 1 else F.max_pool2d
-        y = max_pool(xc, sizes, strides_)
-    else:
-        pool: Any = F.avg_pool1d if rank == 1 else F.avg_pool2d
-        if padded:
-            # mean over the real cells only: pooled zero-padded x over pooled padded ones
-            ones = torch.ones((1, 1, *spatial), dtype=x.dtype, device=x.device)
-            counts = pool(F.pad(ones, _flat_pad(pads)), sizes, strides_)
-            y = pool(F.pad(xc, _flat_pad(pads)), sizes, strides_) / counts.clamp_min(
-                1.0 / math.prod(sizes))
-        else:
-            y = pool(xc, sizes, strides_)
-    return y.permute(0, *range(2, rank + 2), 1)
+def _separable_layer(*, x: torch.Tensor, depthwise_kernel: torch.Tensor,
+                     pointwise_kernel: torch.Tensor, bias: torch.Tensor | None = None,
+                     filters: int, kernel_size: Any, strides: Any = 1, padding: Any = "valid",
+                     dilation_rate: Any = 1, depth_multiplier: int = 1,
+                     activation: Any = "linear", use_bias: bool = True) -> torch.Tensor:
+    h = depthwise(x, depthwise_kernel, strides, padding, dilation_rate)
+    y = conv(h, pointwise_kernel, bias if use_bias else None, 1, "valid", 1)
+    return activate(y, activation)
 
 
-@impl("MaxPooling1D")
-def max_pooling1d(*, x: torch.Tensor, pool_size: int = 2, strides: int | None = None,
-                  padding: Any = "valid") -> torch.Tensor:
-    return _pool(x, "max", pool_size, strides, padding, 1)
+for _rank in (1, 2):
+    impl(f"DepthwiseConv{_rank}D")(_depthwise_layer)
+    impl(f"SeparableConv{_rank}D")(_separable_layer)
 
 
-@impl("AveragePooling1D")
-def average_pooling1d(*, x: torch.Tensor, pool_size: int = 2, strides: int | None = None,
-                      padding: Any = "valid") -> torch.Tensor:
-    return _pool(x, "average", pool_size, strides, padding, 1)
+def _transpose_layer(*, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None = None,
+                     filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                     output_padding: Any = None, dilation_rate: Any = 1,
+                     activation: Any = "linear", use_bias: bool = True) -> torch.Tensor:
+    rank = x.dim() - 2
+    sizes = kernel.shape[:rank]
+    strides_ = ntuple(strides, rank, "strides")
+    dilations = ntuple(dilation_rate, rank, "dilation_rate")
+    extra = (None,) * rank if output_padding is None else ntuple(output_padding, rank,
+                                                                 "output_padding")
+    weight = kernel.permute(rank + 1, rank, *range(rank))  # [*k, out, in] -> [in, out, *k]
+    full = _CONV_TRANSPOSE[rank](to_channels_first(x), weight, stride=strides_,
+                                 dilation=dilations)
+    cuts = []
+    for i in range(rank):
+        start, out = transpose_window(x.shape[1 + i], sizes[i], strides_[i], dilations[i],
+                                      padding, extra[i])
+        # negative F.pad amounts cut; positive ones add zeros past the end
+        cuts.append((-start, out - (full.shape[2 + i] - start)))
+    y = to_channels_last(F.pad(full, flat_pad(cuts)))
+    if use_bias and bias is not None:
+        y = y + bias
+    return activate(y, activation)
 
 
-@impl("MaxPooling2D")
-def max_pooling2d(*, x: torch.Tensor, pool_size: int | Sequence[int] = 2,
-                  strides: int | Sequence[int] | None = None,
-                  padding: Any = "valid") -> torch.Tensor:
-    return _pool(x, "max", pool_size, strides, padding, 2)
-
-
-@impl("AveragePooling2D")
-def average_pooling2d(*, x: torch.Tensor, pool_size: int | Sequence[int] = 2,
-                      strides: int | Sequence[int] | None = None,
-                      padding: Any = "valid") -> torch.Tensor:
-    return _pool(x, "average", pool_size, strides, padding, 2)
-
-
-# The value masked steps take in GlobalMaxPooling1D (the registry's canonical -1e9).
-MASKED_MAX_FILL = -1e9
-
-
-@impl("GlobalAveragePooling1D")
-def global_average_pooling1d(*, x: torch.Tensor,
-                             mask: torch.Tensor | None = None) -> torch.Tensor:
-    if mask is None:
-        return x.mean(dim=1)
-    m = mask.unsqueeze(-1)
-    total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=1)
-    return total / m.sum(dim=1).clamp_min(1).to(x.dtype)
-
-
-@impl("GlobalMaxPooling1D")
-def global_max_pooling1d(*, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    if mask is not None:
-        x = torch.where(mask.unsqueeze(-1), x,
-                        torch.full((), MASKED_MAX_FILL, dtype=x.dtype, device=x.device))
-    return x.amax(dim=1)
-
-
-@impl("GlobalAveragePooling2D")
-def global_average_pooling2d(*, x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=(1, 2))
-
-
-@impl("GlobalMaxPooling2D")
-def global_max_pooling2d(*, x: torch.Tensor) -> torch.Tensor:
-    return x.amax(dim=(1, 2))
-
-
-@impl("ZeroPadding2D")
-def zero_padding2d(*, x: torch.Tensor, padding: int | Sequence[int] = 1) -> torch.Tensor:
-    ph, pw = pair(padding)
-    return F.pad(x, (0, 0, pw, pw, ph, ph))
+for _rank in (1, 2, 3):
+    impl(f"Conv{_rank}DTranspose")(_transpose_layer)

@@ -67,9 +67,24 @@ def embedding(*, ids: torch.Tensor, embeddings: torch.Tensor, input_dim: int, ou
     return F.embedding(ids, embeddings)
 
 
+def drop_out(x: torch.Tensor, rate: float, noise_shape: Sequence[int] | None) -> torch.Tensor:
+    """Inverted dropout with one draw per position of noise_shape (1: shared along the axis;
+    -1: the input's size), broadcast over x."""
+    if noise_shape is None:
+        return F.dropout(x, p=rate, training=True)
+    if rate <= 0:
+        return x
+    if rate >= 1:
+        return torch.zeros_like(x)
+    shape = [d if n == -1 else n for n, d in zip(noise_shape, x.shape, strict=True)]
+    keep = torch.rand(shape, dtype=x.dtype, device=x.device) >= rate
+    return torch.where(keep, x / (1.0 - rate), torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 @impl("Dropout")
-def dropout(*, x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    return F.dropout(x, p=rate, training=training)
+def dropout(*, x: torch.Tensor, rate: float, noise_shape: Sequence[int] | None = None,
+            training: bool) -> torch.Tensor:
+    return drop_out(x, rate, noise_shape) if training else x
 
 
 @impl("Activation")
