@@ -8,7 +8,7 @@ import importlib
 from .registry import REGISTRY, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, all_ops, get
 
 FAMILIES = ("core", "conv", "norm", "recurrent", "attention", "elementwise", "reduce", "shape",
-            "random", "losses", "metrics")
+            "random", "numeric", "losses", "metrics")
 
 
 @functools.lru_cache(maxsize=1)
