@@ -282,10 +282,10 @@ def test_clip() -> None:
 
 @covers("one_hot")
 def test_one_hot() -> None:
-    ids = np.array([[0, 2], [3, -1]], dtype="int32")  # 3 and -1 are out of range for depth 3
+    ids = np.array([[0, 2], [3, -1]], dtype="int32")  # 3 and -1 are out of range for 3 classes
     expected = np.zeros((2, 2, 3), dtype="float32")
     expected[0, 0, 0] = expected[0, 1, 2] = 1.0
-    same(run("one_hot", ids=T(ids), depth=3), expected)
+    same(run("one_hot", x=T(ids), num_classes=3), expected)
 
 
 @covers("l2_normalize")

@@ -37,8 +37,6 @@ def _cell(kind: str, z: tf.Tensor, states: tuple[tf.Tensor, ...], recurrent_kern
     if kind == "SimpleRNN":
         return (activate(z + tf.matmul(fed, recurrent_kernel), activation),)
     x_z, x_r, x_h = tf.split(z, 3, axis=-1)
-    units = recurrent_kernel.shape[0]
-    u_zr, u_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
     if reset_after:
         inner = tf.matmul(fed, recurrent_kernel)
         if recurrent_bias is not None:
@@ -47,6 +45,8 @@ def _cell(kind: str, z: tf.Tensor, states: tuple[tf.Tensor, ...], recurrent_kern
         update, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
         candidate = tf.tanh(x_h + reset * h_h)
     else:
+        units = tf.shape(recurrent_kernel)[0]  # the traced loop may not know it statically
+        u_zr, u_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
         h_z, h_r = tf.split(tf.matmul(fed, u_zr), 2, axis=-1)
         update, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
         candidate = tf.tanh(x_h + tf.matmul(reset * fed, u_h))
