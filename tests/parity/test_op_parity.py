@@ -834,7 +834,14 @@ GRADIENT_OPS = ("LSTM", "MultiHeadAttention", "Conv1D", "Conv2D", "AveragePoolin
                 "MaxPooling2D", "GlobalMaxPooling1D", "BatchNormalization",
                 "LayerNormalization", "crossentropy", "binary_crossentropy", "huber",
                 "kl_normal", "softmax", "l2_normalize", "stop_gradient", "logsumexp", "mean",
-                "Embedding", "Dense")
+                "Embedding", "Dense", "GRU", "SimpleRNN", "Bidirectional", "cumsum", "PReLU")
+# recurrent variants picked by hand (each costs a trace of its loop's gradient)
+RECURRENT_GRADIENT_VARIANTS = {
+    "GRU": ("resetTrue-mask-seqTrue-stateTrue-backFalse",
+            "resetFalse-holes-seqFalse-stateTrue-backTrue", "resetTrue-initial-state-mask"),
+    "SimpleRNN": ("sigmoid-mask", "tanh-state-back"),
+    "Bidirectional": ("LSTM-concat-seq", "GRU-none-state-mask"),
+}
 # the LSTM's variants are picked by hand (each costs a trace of its loop's gradient)
 LSTM_GRADIENT_VARIANTS = ("maskFalse-seqTrue-stateTrue-backFalse",
                           "maskTrue-seqTrue-stateTrue-backTrue", "holes-seqTrue-backFalse",
@@ -855,6 +862,8 @@ def _gradient_cases() -> list[Case]:
         cases = [c for c in CASES if c.op == op and _differentiable(c)]
         if op == "LSTM":
             cases = [c for c in cases if c.variant in LSTM_GRADIENT_VARIANTS]
+        if op in RECURRENT_GRADIENT_VARIANTS:
+            cases = [c for c in cases if c.variant in RECURRENT_GRADIENT_VARIANTS[op]]
         step = max(1, -(-len(cases) // GRADIENT_CASES_PER_OP))
         picked += cases[::step]
     return picked
@@ -973,6 +982,73 @@ def test_attention_dropout_in_training() -> None:
         assert not np.allclose(training, inference), backend
 
 
+def _simple_rnn_in_training(backend: str, x: np.ndarray, initial_state: np.ndarray | None,
+                            kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                            **rates: float) -> np.ndarray:
+    convert = Converter(backend)
+    out = BACKENDS[backend]()["SimpleRNN"](
+        x=convert.tensor(x), mask=None,
+        initial_state=None if initial_state is None else convert.tensor(initial_state),
+        kernel=convert.tensor(kernel), recurrent_kernel=convert.tensor(recurrent_kernel),
+        bias=None, units=kernel.shape[1], use_bias=False, activation="linear",
+        return_sequences=True, training=True, **rates)
+    return np.asarray(to_numpy(out))
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_recurrent_input_dropout_is_one_mask_for_every_step(backend: str) -> None:
+    """SimpleRNN(linear, kernel I, recurrent_kernel 0) outputs its dropped input: a step
+    repeated over time must be dropped the same way at every step."""
+    r = rng("rnn-dropout")
+    x = np.repeat(uniform(r, 200, 1, 8, low=1.0, high=2.0), 4, axis=1)
+    eye = np.eye(8, dtype=np.float32)
+    out = _simple_rnn_in_training(backend, x, None, eye, np.zeros_like(eye), dropout=0.5)
+    for step in range(1, 4):
+        np.testing.assert_array_equal(out[:, step], out[:, 0])
+    kept = out[:, 0] != 0
+    np.testing.assert_allclose(out[:, 0][kept], 2 * x[:, 0][kept], rtol=1e-6)
+    assert abs(kept.mean() - 0.5) < 0.03, kept.mean()
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_recurrent_dropout_is_one_mask_for_every_step(backend: str) -> None:
+    """SimpleRNN(linear, kernel 0, recurrent_kernel I) from h0 = 1 gives h_t = m^t: the
+    fed-back state is dropped by one mask m in {0, 2} at every step."""
+    eye = np.eye(8, dtype=np.float32)
+    out = _simple_rnn_in_training(backend, np.zeros((200, 4, 8), np.float32),
+                                  np.ones((200, 8), np.float32), np.zeros_like(eye), eye,
+                                  recurrent_dropout=0.5)
+    kept = out[:, 0] != 0
+    for step in range(4):
+        np.testing.assert_allclose(out[:, step], np.where(kept, 2.0 ** (step + 1), 0.0))
+    assert abs(kept.mean() - 0.5) < 0.03, kept.mean()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "Bidirectional"])
+def test_recurrent_dropout_acts_in_training_only(kind: str) -> None:
+    r = rng("rnn-dropout", kind)
+    x = normal(r, 3, 5, 4)
+    if kind == "Bidirectional":
+        params: dict[str, Any] = {
+            **_recurrent_params(r, "GRU", 4, 3, prefix="forward_"),
+            **_recurrent_params(r, "GRU", 4, 3, prefix="backward_"), "layer": "GRU"}
+    else:
+        params = _recurrent_params(r, kind, 4, 3)
+    for backend in BACKENDS:
+        fn = BACKENDS[backend]()[kind]
+        convert = Converter(backend)
+        kwargs = {k: convert.value(v) for k, v in params.items()}
+        common = {"x": convert.tensor(x), "units": 3, "return_sequences": True,
+                  "dropout": 0.4, "recurrent_dropout": 0.4}
+        inference = to_numpy(fn(**kwargs, **common, training=False))
+        plain = to_numpy(fn(**kwargs, **{**common, "dropout": 0.0, "recurrent_dropout": 0.0},
+                            training=True))
+        training = to_numpy(fn(**kwargs, **common, training=True))
+        np.testing.assert_allclose(plain, inference, rtol=1e-6, atol=1e-6, err_msg=backend)
+        assert training.shape == inference.shape, backend
+        assert not np.allclose(training, inference), backend
+
+
 def test_batch_normalization_plain_tensors_are_not_updated_in_keras() -> None:
     """Moving statistics given as tensors (not Variables) cannot be assigned: skipped."""
     r = rng("bn-plain")
@@ -998,11 +1074,17 @@ def test_keras_ops_trace_with_an_unknown_batch() -> None:
             "bias": normal(r, 12), "units": 3}
     mha = _mha_params(r, 4, 4, 4, 2, 2, 2, 4, True)
     conv_kernel = normal(r, 3, 4, 2)
+    gru = _recurrent_params(r, "GRU", 4, 3, reset_after=False)
+    bidirectional = {**_recurrent_params(r, "GRU", 4, 3, prefix="forward_"),
+                     **_recurrent_params(r, "GRU", 4, 3, prefix="backward_")}
 
     def program(x: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        h = impls["LSTM"](x=x, mask=mask, return_sequences=True, **lstm)
+        h = impls["LSTM"](x=x, mask=mask, return_sequences=True, training=False, **lstm)
         h2, state, _ = impls["LSTM"](x=x, mask=None, return_sequences=True, return_state=True,
-                                     **lstm)
+                                     training=False, **lstm)
+        g = impls["GRU"](x=x, mask=mask, units=3, reset_after=False, training=False, **gru)
+        both = impls["Bidirectional"](x=x, mask=mask, layer="GRU", units=3,
+                                      return_sequences=True, training=False, **bidirectional)
         a = impls["MultiHeadAttention"](query=x, value=x, mask=mask, num_heads=2, key_dim=2,
                                         use_causal_mask=True, training=False, **mha)
         flat = impls["Flatten"](x=a)
@@ -1012,7 +1094,7 @@ def test_keras_ops_trace_with_an_unknown_batch() -> None:
         pooled = impls["GlobalAveragePooling1D"](x=x, mask=mask)
         conv = impls["Conv1D"](x=x, kernel=conv_kernel, filters=2, kernel_size=3,
                                padding="same", strides=2, dilation_rate=2, use_bias=False)
-        return h, h2, state, a, shaped, heads, pos, pooled, conv
+        return h, h2, state, g, both, a, shaped, heads, pos, pooled, conv
 
     spec = (tf.TensorSpec((None, 5, 4), tf.float32), tf.TensorSpec((None, 5), tf.bool))
     traced = tf.function(program, input_signature=spec, autograph=False)
