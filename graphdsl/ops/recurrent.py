@@ -235,7 +235,9 @@ register(OpDef(
     infer=_bidirectional, mask="consume-keep", mask_keep=_keeps_mask, random=True,
     canonical="forward = layer(x); backward = layer(x, go_backwards = true) with its own "
               "weights (the backward_* parameters), its output sequence flipped back to the "
-              "input's order; each follows its kind's definition (masks included). "
+              "input's order; each follows its kind's definition (masks included), except that "
+              "with return_sequences both directions output 0 at masked steps (as Keras' "
+              "Bidirectional makes its layers do). "
               "merge_mode concat: [forward, backward] on the last axis; sum; mul; ave: "
               "(forward + backward) / 2; \"none\" (Keras' None): both outputs. return_state appends the forward "
               "states, then the backward ones; `initial_state` stacks them in that order.",

@@ -234,6 +234,10 @@ def bidirectional(*, x: tf.Tensor, mask: tf.Tensor | None = None,
         **common)
     if return_sequences:
         backward = ops.flip(backward, axis=1)  # back to the input's order
+        if mask is not None:  # Keras' Bidirectional: zeros at masked steps
+            keep = ops.cast(mask, "bool")[..., None]
+            forward = ops.where(keep, forward, ops.zeros_like(forward))
+            backward = ops.where(keep, backward, ops.zeros_like(backward))
     merged = merge(merge_mode, forward, backward)
     outputs = merged if isinstance(merged, tuple) else (merged,)
     if return_state:

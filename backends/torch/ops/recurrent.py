@@ -295,6 +295,10 @@ def bidirectional(*, x: torch.Tensor, mask: torch.Tensor | None = None,
         **common)
     if return_sequences:
         backward = backward.flip(1)  # back to the input's order
+        if mask is not None:  # Keras' Bidirectional: zeros at masked steps
+            keep = mask.to(torch.bool).unsqueeze(-1)
+            forward = torch.where(keep, forward, torch.zeros_like(forward))
+            backward = torch.where(keep, backward, torch.zeros_like(backward))
     merged = merge(merge_mode, forward, backward)
     outputs = merged if isinstance(merged, tuple) else (merged,)
     if return_state:
