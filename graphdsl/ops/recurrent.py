@@ -125,16 +125,18 @@ def _params(kind: str) -> tuple[ParamSpec, ...]:
                       when=lambda a: a["use_bias"], needs_input=False))
 
 
+def _direction_bias(prefix: str, kind: str) -> ParamSpec:
+    return ParamSpec(f"{prefix}bias", lambda a, i: _bias_shape(kind, a),
+                     "lstm_bias" if kind == "LSTM" else "zeros",
+                     f"the {kind} bias layout, when layer is {kind}",
+                     when=lambda a: bool(a["use_bias"]) and a["layer"] == kind,
+                     needs_input=False)
+
+
 def _direction_params(prefix: str) -> tuple[ParamSpec, ...]:
     """One direction of a Bidirectional: its kind is the `layer` argument. One bias entry
     per kind, since only its initialiser differs (an LSTM's forget block starts at 1)."""
-    biases = tuple(
-        ParamSpec(f"{prefix}bias", lambda a, i, inner=inner: _bias_shape(inner, a),
-                  "lstm_bias" if inner == "LSTM" else "zeros",
-                  f"as the bias of {inner}, when `layer` is {inner}",
-                  when=lambda a, inner=inner: a["use_bias"] and a["layer"] == inner,
-                  needs_input=False)
-        for inner in KINDS)
+    biases = tuple(_direction_bias(prefix, inner) for inner in KINDS)
     return (*_kernels(prefix, lambda a: str(a["layer"]), "as the wrapped layer's"), *biases)
 
 
