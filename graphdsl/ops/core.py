@@ -88,6 +88,11 @@ def prelu_alpha_shape(args: Mapping[str, Any], inputs: Sequence[TensorType]) -> 
             raise ShapeError(f"`shared_axes` entries are axes 1 .. {len(shape) - 1} of "
                              f"{inputs[0]} (axis 0 is the batch), got {axis}", "shared_axes",
                              code="argument-value")
+    for axis, d in enumerate(shape):
+        if axis and axis not in shared and not isinstance(d, int):
+            raise ShapeError(f"axis {axis} of the input of `PReLU` must be a known size to "
+                             f"create its slopes, got `{d}`", 0, code="unknown-dimension",
+                             help=f"share one slope along it: `shared_axes = [{axis}]`")
     return tuple(1 if axis in shared else known(d, f"axis {axis} of the input of `PReLU`", 0)
                  for axis, d in enumerate(shape) if axis)
 
