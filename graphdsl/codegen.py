@@ -130,7 +130,7 @@ class Codegen:
         m = self.model
         data = m.node(node)
         op = REGISTRY[data["op"]]
-        if op.name == "constant":
+        if not op.inputs:  # `constant`, `arange`: static values the backend made up front
             return self.constant_access(node)
         fn = f"_op_{op.name}"
         self.globals[fn] = self.impls[op.name]

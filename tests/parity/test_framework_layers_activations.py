@@ -124,6 +124,9 @@ def test_numeric_functions_match_keras_ops() -> None:
     assert_close(got, "indices", indices)
     assert_close(got, "steps", ops.arange(0.5, 2.0, 0.25))
     assert_close(got, "classes", ops.one_hot(ops.argmax(a, axis=-1), 4))
+    module = graphdsl.compile(source, backend="torch")
+    # arange's values are static: a buffer, so that they move with the module (.to("cuda"))
+    assert [b.dtype for _, b in module.named_buffers()] == [torch.float32]
     for backend, outputs in got.items():
         assert outputs["indices"].dtype == np.int32, backend
         assert outputs["classes"].dtype == np.float32, backend
