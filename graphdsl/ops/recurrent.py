@@ -66,9 +66,8 @@ def _check_initial_state(call: OpCall, kind: str, directions: int, b: Any, units
     if states == 1:
         wanted.insert(0, (b, units))
     if tuple(shape) not in wanted:
-        listed = "[" + ", ".join(["h", "c"] * (KINDS[kind][1] == 2) or ["h"]) + "]"
-        if directions == 2:
-            listed = f"the forward states, then the backward ones ({states} tensors)"
+        listed = ("[h, c]" if kind == "LSTM" else "[h]") if directions == 1 else \
+            f"the forward states, then the backward ones ({states} tensors)"
         raise ShapeError(f"`initial_state` of `{call.op.name}` must be "
                          f"{' or '.join(map(shape_str, wanted))}, got "
                          f"{call.input('initial_state')}", "initial_state",

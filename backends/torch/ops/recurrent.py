@@ -223,7 +223,11 @@ def lstm(*, x: torch.Tensor, mask: torch.Tensor | None = None,
          recurrent_dropout: float = 0.0,
          training: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
     # unit_forget_bias only shapes the bias' initial value (the lstm_bias initialiser).
-    return run_recurrent("LSTM", **_layer_args(locals()))
+    return run_recurrent("LSTM", x=x, mask=mask, initial_state=initial_state, kernel=kernel,
+                         recurrent_kernel=recurrent_kernel, bias=bias, units=units,
+                         return_sequences=return_sequences, return_state=return_state,
+                         go_backwards=go_backwards, use_bias=use_bias, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, training=training)
 
 
 @impl("GRU")
@@ -234,7 +238,12 @@ def gru(*, x: torch.Tensor, mask: torch.Tensor | None = None,
         reset_after: bool = True, use_bias: bool = True, dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         training: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    return run_recurrent("GRU", **_layer_args(locals()))
+    return run_recurrent("GRU", x=x, mask=mask, initial_state=initial_state, kernel=kernel,
+                         recurrent_kernel=recurrent_kernel, bias=bias, units=units,
+                         return_sequences=return_sequences, return_state=return_state,
+                         go_backwards=go_backwards, use_bias=use_bias, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, training=training,
+                         reset_after=reset_after)
 
 
 @impl("SimpleRNN")
@@ -245,12 +254,13 @@ def simple_rnn(*, x: torch.Tensor, mask: torch.Tensor | None = None,
                go_backwards: bool = False, activation: Any = "tanh", use_bias: bool = True,
                dropout: float = 0.0, recurrent_dropout: float = 0.0,
                training: bool) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    return run_recurrent("SimpleRNN", **_layer_args(locals()))
-
-
-def _layer_args(given: dict[str, Any]) -> dict[str, Any]:
-    given.pop("unit_forget_bias", None)
-    return given
+    return run_recurrent("SimpleRNN", x=x, mask=mask, initial_state=initial_state,
+                         kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                         units=units, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards,
+                         use_bias=use_bias, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, training=training,
+                         activation=activation)
 
 
 def merge(mode: str, forward: Any, backward: Any) -> Any:
