@@ -27,6 +27,7 @@ import numpy as np
 from graphdsl.compiler import compile_text
 from graphdsl.ir.codegen import Codegen, const_name
 from graphdsl.ir.graph import ModelGraph
+from graphdsl.ops import REGISTRY
 from graphdsl.ops.specs import Spec
 from graphdsl.runtime.weights import initial_values
 
@@ -202,6 +203,8 @@ class GraphModel(keras.Model):
             if data["op"] == "constant":
                 consts[const_name(node)] = keras.ops.convert_to_tensor(
                     np.asarray(data["args"]["value"], dtype=data["args"]["dtype"]))
+            elif not REGISTRY[data["op"]].inputs:  # a static value (arange)
+                consts[const_name(node)] = load_all()[data["op"]](**data["args"])
         self._consts = _Lookup(consts)
         self.load_arrays(values)
 

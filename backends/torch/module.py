@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from graphdsl.ir.codegen import Codegen, attr_chain, const_name
 from graphdsl.ir.graph import ModelGraph
+from graphdsl.ops import REGISTRY
 from graphdsl.ops.specs import Spec
 from graphdsl.runtime.weights import initial_values
 
@@ -63,6 +64,10 @@ class GraphModule(nn.Module):
                 value = torch.tensor(data["args"]["value"],
                                      dtype=torch_dtype(data["args"]["dtype"]))
                 self.register_buffer(const_name(node), value, persistent=False)
+            elif not REGISTRY[data["op"]].inputs:
+                # a static value (arange): as a buffer it moves with the module's device
+                self.register_buffer(const_name(node), load_all()[data["op"]](**data["args"]),
+                                     persistent=False)
 
     # ---- building
     def _container(self, path: list[str]) -> nn.Module:

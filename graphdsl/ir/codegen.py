@@ -130,7 +130,7 @@ class Codegen:
         m = self.model
         data = m.node(node)
         op = REGISTRY[data["op"]]
-        if op.name == "constant":
+        if not op.inputs:  # `constant`, `arange`: static values the backend made up front
             return self.constant_access(node)
         fn = f"_op_{op.name}"
         self.globals[fn] = self.impls[op.name]
@@ -148,9 +148,10 @@ class Codegen:
         for slot in op.inputs:
             if slot.name not in ports:
                 parts.append(f"{slot.name}={'[]' if slot.variadic else 'None'}")
-        for spec in op.params:
-            if spec.name not in ports:
-                parts.append(f"{spec.name}=None")
+        # a name can have several specs (Bidirectional's bias, one per wrapped kind)
+        for name in dict.fromkeys(spec.name for spec in op.params):
+            if name not in ports:
+                parts.append(f"{name}=None")
         for key, value in data["args"].items():
             if isinstance(value, Spec) and value.kind == "activation":
                 value = value.name

@@ -8,7 +8,8 @@ import importlib
 from .registry import REGISTRY, REQUIRED, Arg, In, OpCall, OpDef, ParamSpec, all_ops, get
 
 FAMILIES = ("core", "conv", "pooling", "spatial", "preprocess", "augment", "norm", "recurrent",
-            "attention", "elementwise", "reduce", "shape", "random", "losses", "metrics")
+            "attention", "elementwise", "reduce", "shape", "random", "numeric", "losses",
+            "metrics")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,12 +1,13 @@
-"""Core layers: Dense, Embedding, Dropout, Activation, Flatten, Reshape."""
+"""Core layers: Dense, Embedding, Dropout, Activation, PReLU, Flatten, Reshape."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..ir.types import ShapeError, TensorType, shape_str
 from .registry import Arg, In, OpCall, OpDef, ParamSpec, register
-from .rules import product, same_as
+from .rules import known, product, same_as
 
 
 def _dense(call: OpCall) -> TensorType:
@@ -89,6 +90,45 @@ register(OpDef(
     inputs=(In("x", "float"),), args=(Arg("activation", "activation"),),
     infer=lambda c: same_as(c, "x"),
     canonical="y = activation(x)",
+))
+
+
+def prelu_alpha_shape(args: Mapping[str, Any], inputs: Sequence[TensorType]) -> tuple[int, ...]:
+    """Keras' PReLU alpha: the input's shape without the batch axis, 1 on shared axes."""
+    shape = inputs[0].shape
+    assert shape is not None
+    if len(shape) < 2:
+        raise ShapeError(f"`PReLU` needs a batch axis and at least one more, got {inputs[0]}", 0)
+    shared = args["shared_axes"] or []
+    for axis in shared:
+        if not 1 <= axis < len(shape):
+            raise ShapeError(f"`shared_axes` entries are axes 1 .. {len(shape) - 1} of "
+                             f"{inputs[0]} (axis 0 is the batch), got {axis}", "shared_axes",
+                             code="argument-value")
+    for axis, d in enumerate(shape):
+        if axis and axis not in shared and not isinstance(d, int):
+            raise ShapeError(f"axis {axis} of the input of `PReLU` must be a known size to "
+                             f"create its slopes, got `{d}`", 0, code="unknown-dimension",
+                             help=f"share one slope along it: `shared_axes = [{axis}]`")
+    return tuple(1 if axis in shared else known(d, f"axis {axis} of the input of `PReLU`", 0)
+                 for axis, d in enumerate(shape) if axis)
+
+
+def _prelu(call: OpCall) -> TensorType:
+    prelu_alpha_shape(call.args, [call.input("x")])
+    return same_as(call, "x")
+
+
+register(OpDef(
+    "PReLU", "core", "layer", "Leaky ReLU with a learned slope per feature (Keras' PReLU).",
+    inputs=(In("x"),),
+    args=(Arg("shared_axes", "ints", None, optional=True,
+              doc="axes (1 is the first after the batch) sharing one slope"),),
+    params=(ParamSpec("alpha", prelu_alpha_shape, "zeros",
+                      "the input's shape without the batch axis, 1 on each shared axis"),),
+    infer=_prelu,
+    canonical="y = max(x, 0) + alpha min(x, 0), alpha broadcast over the batch (and the "
+              "shared axes); torch.nn.PReLU's weight is alpha for a [batch, channels] input",
 ))
 
 

@@ -99,6 +99,7 @@ _UNARY = (
     ("exp", "float", "e^x"), ("log", "float", "natural logarithm"),
     ("sqrt", "float", "square root"), ("rsqrt", "float", "1 / sqrt(x)"),
     ("sign", "number", "-1, 0 or 1"), ("erf", "float", "the error function"),
+    ("sin", "float", "sine (radians)"), ("cos", "float", "cosine (radians)"),
 )
 for _name, _dtypes, _canon in _UNARY:
     register(OpDef(_name, "elementwise", "function", f"Elementwise {_canon}.",
@@ -180,12 +181,17 @@ register(OpDef("clip", "elementwise", "function", "Clamps values into [min, max]
 
 
 def _one_hot(call: OpCall) -> TensorType:
-    return TensorType("float32", (*call.shape("ids"), call.args["depth"]))
+    classes = call.args["num_classes"]
+    if classes < 1:
+        raise ShapeError(f"`num_classes` must be positive, got {classes}", "num_classes",
+                         code="argument-value")
+    return TensorType("float32", (*call.shape("x"), classes))
 
 
 register(OpDef("one_hot", "elementwise", "function", "One-hot float vectors of integer ids.",
-               inputs=(In("ids", "int"),), args=(Arg("depth", "int"),), infer=_one_hot,
-               canonical="1.0 at the id, 0.0 elsewhere; ids outside [0, depth) give all zeros"))
+               inputs=(In("x", "int"),), args=(Arg("num_classes", "int"),), infer=_one_hot,
+               canonical="float32: 1.0 at the id, 0.0 elsewhere, on a new last axis; ids "
+                         "outside [0, num_classes) give all zeros"))
 
 register(OpDef("l2_normalize", "elementwise", "function", "Scales to unit L2 norm along axis.",
                inputs=(In("x"),), args=(Arg("axis", "int", -1), Arg("epsilon", "float", 1e-12)),

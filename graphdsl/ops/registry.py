@@ -172,11 +172,13 @@ class OpDef:
                 return i
         return None
 
-    def param_named(self, name: str) -> ParamSpec | None:
-        for p in self.params:
-            if p.name == name:
-                return p
-        return None
+    def param_named(self, name: str, args: Mapping[str, Any] | None = None) -> ParamSpec | None:
+        """The spec of parameter ``name``; with ``args``, the one present for them (a name
+        can have one spec per case, e.g. Bidirectional's bias per wrapped kind)."""
+        named = [p for p in self.params if p.name == name]
+        if args is not None:
+            named = [p for p in named if p.present(args)] or named
+        return named[0] if named else None
 
 
 def snake_case(name: str) -> str:

@@ -37,6 +37,14 @@ ACTIVATIONS = _table(
     SpecDef("elu", {}, "x if x > 0 else exp(x) - 1"),
     SpecDef("softplus", {}, "log(1 + exp(x))"),
     SpecDef("leaky_relu", {}, "x if x > 0 else 0.2 x (Keras' default slope)"),
+    SpecDef("relu6", {}, "min(max(x, 0), 6)"),
+    SpecDef("hard_sigmoid", {}, "relu6(x + 3) / 6 (Keras 3's definition, torch's hardsigmoid)"),
+    SpecDef("hard_silu", {}, "x hard_sigmoid(x)"),
+    SpecDef("hard_swish", {}, "x hard_sigmoid(x) (same as hard_silu)"),
+    SpecDef("mish", {}, "x tanh(softplus(x))"),
+    SpecDef("selu", {}, "scale (x if x > 0 else alpha (exp(x) - 1)), alpha = "
+                        "1.6732632423543772, scale = 1.0507009873554805"),
+    SpecDef("softsign", {}, "x / (1 + |x|)"),
 )
 
 INITIALIZERS = _table(

@@ -31,7 +31,7 @@ def _id_range(model: ModelGraph, node: str) -> int:
                 else pred_data["type"].shape
             n = int(shape[-1]) if isinstance(shape[-1], int) else 2
         elif data["op"] == "one_hot":
-            n = int(data["args"]["depth"])
+            n = int(data["args"]["num_classes"])
         else:
             continue
         limit = n if limit is None else min(limit, n)

@@ -159,6 +159,10 @@ def _core_cases() -> None:
         ids[0, 0] = 0
         case("Embedding", dtype, ids=ids, embeddings=normal(r, 9, 4), input_dim=9,
              output_dim=4, mask_zero=dtype == "int64")
+    x = normal(r, 2, 3, 4, scale=2.0)
+    case("PReLU", "per-feature", x=x, alpha=normal(r, 3, 4))
+    case("PReLU", "shared-steps", x=x, alpha=normal(r, 1, 4), shared_axes=[1])
+    case("PReLU", "rank2", x=normal(r, 5, 4), alpha=normal(r, 4))
     case("Flatten", "rank4", x=normal(r, 2, 3, 4, 5))
     case("Flatten", "int", x=integers(r, 0, 9, 3, 2, 2))
     case("Reshape", "explicit", x=normal(r, 2, 12), target_shape=[3, 4])
@@ -212,7 +216,7 @@ def _elementwise_cases() -> None:
         case("matmul", f"{xs}@{ys}", x=normal(r, *xs), y=normal(r, *ys))
     case("matmul", "int", x=integers(r, -5, 5, 3, 4), y=integers(r, -5, 5, 4, 2))
     case("matmul", "int-1d", x=integers(r, -5, 5, 4), y=integers(r, -5, 5, 2, 4, 3))
-    for name in ("negative", "abs", "square", "sign", "erf", "exp"):
+    for name in ("negative", "abs", "square", "sign", "erf", "exp", "sin", "cos"):
         case(name, "float", x=normal(r, 3, 5, scale=2.0))
     for name in ("log", "sqrt", "rsqrt"):
         case(name, "positive", x=uniform(r, 3, 5, low=0.01, high=9.0))
@@ -252,8 +256,8 @@ def _elementwise_cases() -> None:
     case("clip", "int", x=integers(r, -9, 9, 8), min=-2, max=3)
     case("clip", "int-float-bounds", x=integers(r, -9, 9, 8), min=-2.5, max=3.5)
     case("clip", "empty-range", x=normal(r, 6), min=1.0, max=-1.0)
-    case("one_hot", "in-range", ids=integers(r, 0, 5, 2, 3), depth=5)
-    case("one_hot", "out-of-range", ids=np.array([-1, 0, 4, 5, 7], np.int64), depth=5)
+    case("one_hot", "in-range", x=integers(r, 0, 5, 2, 3), num_classes=5)
+    case("one_hot", "out-of-range", x=np.array([-1, 0, 4, 5, 7], np.int64), num_classes=5)
     xn = normal(r, 3, 4)
     xn[1] = 0.0
     for axis in (-1, 0):
@@ -577,6 +581,84 @@ def _lstm_cases() -> None:
     case("LSTM", "long", x=long, mask=None, **params, units=u, return_sequences=True)
 
 
+def _recurrent_params(r: np.random.Generator, kind: str, d: int, u: int,
+                      reset_after: bool = True, prefix: str = "") -> dict[str, np.ndarray]:
+    gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind] * u
+    bias_shape = (2, gates) if kind == "GRU" and reset_after else (gates,)
+    return {f"{prefix}kernel": normal(r, d, gates, scale=0.5),
+            f"{prefix}recurrent_kernel": normal(r, u, gates, scale=0.5),
+            f"{prefix}bias": normal(r, *bias_shape, scale=0.5)}
+
+
+def _gru_and_simple_rnn_cases() -> None:
+    r = rng("recurrent-2")
+    b, t, d, u = 4, 6, 3, 5
+    x = normal(r, b, t, d)
+    mask = lengths_mask([6, 4, 1, 0], t)
+    mask[1, 0] = False  # a masked step before valid ones
+    holes = np.array([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1],
+                      [0, 1, 0, 0, 0, 0]], bool)
+    h0 = normal(r, b, u)
+    flags = ((False, False, False), (True, True, False), (True, False, True),
+             (False, True, True))
+    for reset_after in (True, False):
+        params = _recurrent_params(r, "GRU", d, u, reset_after)
+        for masked in (None, mask, holes):
+            for seq, state, back in flags:
+                label = {None: "plain", id(mask): "mask", id(holes): "holes"}.get(
+                    None if masked is None else id(masked))
+                case("GRU", f"reset{reset_after}-{label}-seq{seq}-state{state}-back{back}",
+                     x=x, mask=masked, **params, units=u, reset_after=reset_after,
+                     return_sequences=seq, return_state=state, go_backwards=back)
+        case("GRU", f"reset{reset_after}-initial-state-mask", x=x, mask=mask,
+             initial_state=h0, **params, units=u, reset_after=reset_after,
+             return_sequences=True, return_state=True)
+        case("GRU", f"reset{reset_after}-no-bias", x=x, mask=None,
+             kernel=params["kernel"], recurrent_kernel=params["recurrent_kernel"], bias=None,
+             units=u, use_bias=False, reset_after=reset_after, return_sequences=True)
+    case("GRU", "initial-state-listed", x=x, mask=None, initial_state=h0[None],
+         **_recurrent_params(r, "GRU", d, u), units=u, return_sequences=True)
+    for activation in ("tanh", "relu", "sigmoid"):  # sigmoid has no fused torch kernel
+        params = _recurrent_params(r, "SimpleRNN", d, u)
+        for masked, label in ((None, "plain"), (mask, "mask"), (holes, "holes")):
+            case("SimpleRNN", f"{activation}-{label}", x=x, mask=masked, **params, units=u,
+                 activation=activation, return_sequences=True)
+        case("SimpleRNN", f"{activation}-state-back", x=x, mask=mask, initial_state=h0,
+             **params, units=u, activation=activation, return_state=True, go_backwards=True)
+    case("SimpleRNN", "no-bias", x=x, mask=None, kernel=params["kernel"],
+         recurrent_kernel=params["recurrent_kernel"], bias=None, units=u, use_bias=False)
+    lstm = _recurrent_params(r, "LSTM", d, u)
+    state = np.stack([h0, normal(r, b, u)])
+    for masked, label in ((None, "plain"), (mask, "mask"), (holes, "holes")):
+        case("LSTM", f"initial-state-{label}", x=x, mask=masked, initial_state=state, **lstm,
+             units=u, return_sequences=True)
+    case("LSTM", "initial-state-returned", x=x, mask=mask, initial_state=state, **lstm,
+         units=u, return_state=True, go_backwards=True)
+
+
+def _bidirectional_cases() -> None:
+    r = rng("bidirectional")
+    b, t, d, u = 3, 5, 4, 3
+    x = normal(r, b, t, d)
+    mask = lengths_mask([5, 3, 0], t)
+    for kind in ("LSTM", "GRU", "SimpleRNN"):
+        params = {**_recurrent_params(r, kind, d, u, prefix="forward_"),
+                  **_recurrent_params(r, kind, d, u, prefix="backward_")}
+        for merge in ("concat", "sum", "mul", "ave", "none"):
+            case("Bidirectional", f"{kind}-{merge}-seq", x=x, mask=mask, **params, layer=kind,
+                 units=u, merge_mode=merge, return_sequences=True)
+        count = 2 if kind == "LSTM" else 1
+        case("Bidirectional", f"{kind}-last-state", x=x, mask=None,
+             initial_state=normal(r, 2 * count, b, u), **params, layer=kind, units=u,
+             return_state=True)
+        case("Bidirectional", f"{kind}-none-state-mask", x=x, mask=mask, **params, layer=kind,
+             units=u, merge_mode="none", return_state=True)
+    gru = {**_recurrent_params(r, "GRU", d, u, False, prefix="forward_"),
+           **_recurrent_params(r, "GRU", d, u, False, prefix="backward_")}
+    case("Bidirectional", "GRU-reset-before", x=x, mask=mask, **gru, layer="GRU", units=u,
+         reset_after=False, return_sequences=True)
+
+
 # ---- reduce
 def _reduce_cases() -> None:
     r = rng("reduce")
@@ -784,9 +866,45 @@ def _metric_cases() -> None:
          mask=booleans(r, b, p=0.5))
 
 
+def _numeric_cases() -> None:
+    r = rng("numeric")
+    a, b = normal(r, 2, 3, 4), normal(r, 2, 4, 5)
+    for equation, operands in (("bij,bjk->bik", (a, b)), ("bij,bjk", (a, b)),
+                               ("...j,...jk->...k", (a, normal(r, 3, 4, 5))), ("bij->ji", (a,)),
+                               ("ii->i", (normal(r, 3, 3),)), ("i,j->ij", (normal(r, 3),
+                                                                          normal(r, 4))),
+                               ("bij, bkj -> bik", (a, normal(r, 2, 5, 4)))):
+        case("einsum", equation.replace(" ", ""), operands=list(operands), subscripts=equation)
+    case("einsum", "int", operands=[integers(r, -3, 4, 3, 4), integers(r, -3, 4, 4, 2)],
+         subscripts="ij,jk->ik")
+    x = normal(r, 3, 4, 5)
+    for axis in (None, 0, 1, -1):
+        for exclusive, reverse in ((False, False), (True, False), (False, True), (True, True)):
+            case("cumsum", f"axis{axis}-exclusive{exclusive}-reverse{reverse}", x=x, axis=axis,
+                 exclusive=exclusive, reverse=reverse)
+    case("cumsum", "int", x=integers(r, -9, 9, 4, 6), axis=1, exclusive=True)
+    for k in (-1, 0, 2):
+        for name in ("tril", "triu"):
+            case(name, f"k{k}", x=normal(r, 2, 4, 5), k=k)
+    for name in ("tril", "triu"):
+        case(name, "bool", x=booleans(r, 3, 3), k=0)
+        case(name, "int-wide", x=integers(r, 1, 9, 3, 6), k=1)
+    for label, kwargs in (("stop", dict(start=5)), ("float", dict(start=0.0, stop=1.0, step=0.1)),
+                          ("negative-step", dict(start=3, stop=-4, step=-2)),
+                          ("empty", dict(start=3, stop=1)),
+                          ("float-to-int", dict(start=0.0, stop=5.0, step=1.5, dtype="int32")),
+                          ("float64", dict(start=-1.0, stop=1.0, step=0.3, dtype="float64"))):
+        case("arange", label, **kwargs)
+    distinct = r.permutation(60).reshape(3, 4, 5).astype(np.float32) / 7
+    case("top_k", "float", x=distinct, k=3)
+    case("top_k", "all", x=distinct, k=5, sorted=False)
+    case("top_k", "int-ties", x=np.array([[3, 1, 3, 2], [0, 0, 0, 0]], np.int32), k=2)
+
+
 for _build in (_core_cases, _elementwise_cases, _attention_cases, _conv_cases,
-               _pooling_cases, _spatial_cases, _preprocess_cases, _norm_cases, _lstm_cases, _reduce_cases, _shape_cases, _random_cases, _loss_cases,
-               _metric_cases):
+               _pooling_cases, _spatial_cases, _preprocess_cases, _norm_cases, _lstm_cases,
+               _gru_and_simple_rnn_cases, _bidirectional_cases, _reduce_cases, _shape_cases,
+               _random_cases, _numeric_cases, _loss_cases, _metric_cases):
     _build()
 
 # Ops whose implementation must raise (the compiler resolves them).
@@ -897,7 +1015,15 @@ GRADIENT_OPS = ("LSTM", "MultiHeadAttention", "Conv1D", "Conv2D", "AveragePoolin
                 "kl_normal", "softmax", "l2_normalize", "stop_gradient", "logsumexp", "mean",
                 "Embedding", "Dense", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
                 "DepthwiseConv2D", "SeparableConv1D", "AdaptiveAveragePooling2D",
-                "AdaptiveMaxPooling1D", "UpSampling2D", "Resizing")
+                "AdaptiveMaxPooling1D", "UpSampling2D", "Resizing", "GRU", "SimpleRNN",
+                "Bidirectional", "cumsum", "PReLU")
+# recurrent variants picked by hand (each costs a trace of its loop's gradient)
+RECURRENT_GRADIENT_VARIANTS = {
+    "GRU": ("resetTrue-mask-seqTrue-stateTrue-backFalse",
+            "resetFalse-holes-seqFalse-stateTrue-backTrue", "resetTrue-initial-state-mask"),
+    "SimpleRNN": ("sigmoid-mask", "tanh-state-back"),
+    "Bidirectional": ("LSTM-concat-seq", "GRU-none-state-mask"),
+}
 # the LSTM's variants are picked by hand (each costs a trace of its loop's gradient)
 LSTM_GRADIENT_VARIANTS = ("maskFalse-seqTrue-stateTrue-backFalse",
                           "maskTrue-seqTrue-stateTrue-backTrue", "holes-seqTrue-backFalse",
@@ -918,6 +1044,8 @@ def _gradient_cases() -> list[Case]:
         cases = [c for c in CASES if c.op == op and _differentiable(c)]
         if op == "LSTM":
             cases = [c for c in cases if c.variant in LSTM_GRADIENT_VARIANTS]
+        if op in RECURRENT_GRADIENT_VARIANTS:
+            cases = [c for c in cases if c.variant in RECURRENT_GRADIENT_VARIANTS[op]]
         step = max(1, -(-len(cases) // GRADIENT_CASES_PER_OP))
         picked += cases[::step]
     return picked
@@ -1128,6 +1256,73 @@ def test_attention_dropout_in_training() -> None:
         assert not np.allclose(training, inference), backend
 
 
+def _simple_rnn_in_training(backend: str, x: np.ndarray, initial_state: np.ndarray | None,
+                            kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                            **rates: float) -> np.ndarray:
+    convert = Converter(backend)
+    out = BACKENDS[backend]()["SimpleRNN"](
+        x=convert.tensor(x), mask=None,
+        initial_state=None if initial_state is None else convert.tensor(initial_state),
+        kernel=convert.tensor(kernel), recurrent_kernel=convert.tensor(recurrent_kernel),
+        bias=None, units=kernel.shape[1], use_bias=False, activation="linear",
+        return_sequences=True, training=True, **rates)
+    return np.asarray(to_numpy(out))
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_recurrent_input_dropout_is_one_mask_for_every_step(backend: str) -> None:
+    """SimpleRNN(linear, kernel I, recurrent_kernel 0) outputs its dropped input: a step
+    repeated over time must be dropped the same way at every step."""
+    r = rng("rnn-dropout")
+    x = np.repeat(uniform(r, 200, 1, 8, low=1.0, high=2.0), 4, axis=1)
+    eye = np.eye(8, dtype=np.float32)
+    out = _simple_rnn_in_training(backend, x, None, eye, np.zeros_like(eye), dropout=0.5)
+    for step in range(1, 4):
+        np.testing.assert_array_equal(out[:, step], out[:, 0])
+    kept = out[:, 0] != 0
+    np.testing.assert_allclose(out[:, 0][kept], 2 * x[:, 0][kept], rtol=1e-6)
+    assert abs(kept.mean() - 0.5) < 0.03, kept.mean()
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_recurrent_dropout_is_one_mask_for_every_step(backend: str) -> None:
+    """SimpleRNN(linear, kernel 0, recurrent_kernel I) from h0 = 1 gives h_t = m^t: the
+    fed-back state is dropped by one mask m in {0, 2} at every step."""
+    eye = np.eye(8, dtype=np.float32)
+    out = _simple_rnn_in_training(backend, np.zeros((200, 4, 8), np.float32),
+                                  np.ones((200, 8), np.float32), np.zeros_like(eye), eye,
+                                  recurrent_dropout=0.5)
+    kept = out[:, 0] != 0
+    for step in range(4):
+        np.testing.assert_allclose(out[:, step], np.where(kept, 2.0 ** (step + 1), 0.0))
+    assert abs(kept.mean() - 0.5) < 0.03, kept.mean()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "Bidirectional"])
+def test_recurrent_dropout_acts_in_training_only(kind: str) -> None:
+    r = rng("rnn-dropout", kind)
+    x = normal(r, 3, 5, 4)
+    if kind == "Bidirectional":
+        params: dict[str, Any] = {
+            **_recurrent_params(r, "GRU", 4, 3, prefix="forward_"),
+            **_recurrent_params(r, "GRU", 4, 3, prefix="backward_"), "layer": "GRU"}
+    else:
+        params = _recurrent_params(r, kind, 4, 3)
+    for backend in BACKENDS:
+        fn = BACKENDS[backend]()[kind]
+        convert = Converter(backend)
+        kwargs = {k: convert.value(v) for k, v in params.items()}
+        common = {"x": convert.tensor(x), "units": 3, "return_sequences": True,
+                  "dropout": 0.4, "recurrent_dropout": 0.4}
+        inference = to_numpy(fn(**kwargs, **common, training=False))
+        plain = to_numpy(fn(**kwargs, **{**common, "dropout": 0.0, "recurrent_dropout": 0.0},
+                            training=True))
+        training = to_numpy(fn(**kwargs, **common, training=True))
+        np.testing.assert_allclose(plain, inference, rtol=1e-6, atol=1e-6, err_msg=backend)
+        assert training.shape == inference.shape, backend
+        assert not np.allclose(training, inference), backend
+
+
 def test_batch_normalization_plain_tensors_are_not_updated_in_keras() -> None:
     """Moving statistics given as tensors (not Variables) cannot be assigned: skipped."""
     r = rng("bn-plain")
@@ -1153,11 +1348,17 @@ def test_keras_ops_trace_with_an_unknown_batch() -> None:
             "bias": normal(r, 12), "units": 3}
     mha = _mha_params(r, 4, 4, 4, 2, 2, 2, 4, True)
     conv_kernel = normal(r, 3, 4, 2)
+    gru = _recurrent_params(r, "GRU", 4, 3, reset_after=False)
+    bidirectional = {**_recurrent_params(r, "GRU", 4, 3, prefix="forward_"),
+                     **_recurrent_params(r, "GRU", 4, 3, prefix="backward_")}
 
     def program(x: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        h = impls["LSTM"](x=x, mask=mask, return_sequences=True, **lstm)
+        h = impls["LSTM"](x=x, mask=mask, return_sequences=True, training=False, **lstm)
         h2, state, _ = impls["LSTM"](x=x, mask=None, return_sequences=True, return_state=True,
-                                     **lstm)
+                                     training=False, **lstm)
+        g = impls["GRU"](x=x, mask=mask, units=3, reset_after=False, training=False, **gru)
+        both = impls["Bidirectional"](x=x, mask=mask, layer="GRU", units=3,
+                                      return_sequences=True, training=False, **bidirectional)
         a = impls["MultiHeadAttention"](query=x, value=x, mask=mask, num_heads=2, key_dim=2,
                                         use_causal_mask=True, training=False, **mha)
         flat = impls["Flatten"](x=a)
@@ -1167,7 +1368,7 @@ def test_keras_ops_trace_with_an_unknown_batch() -> None:
         pooled = impls["GlobalAveragePooling1D"](x=x, mask=mask)
         conv = impls["Conv1D"](x=x, kernel=conv_kernel, filters=2, kernel_size=3,
                                padding="same", strides=2, dilation_rate=2, use_bias=False)
-        return h, h2, state, a, shaped, heads, pos, pooled, conv
+        return h, h2, state, g, both, a, shaped, heads, pos, pooled, conv
 
     spec = (tf.TensorSpec((None, 5, 4), tf.float32), tf.TensorSpec((None, 5), tf.bool))
     traced = tf.function(program, input_signature=spec, autograph=False)

@@ -52,3 +52,26 @@ def test_training_loss_pass_has_no_graph_breaks(stem: str, model: str) -> None:
     inputs, targets = synthetic_batch(module, batch=2, steps=5)
     explained = torch._dynamo.explain(module.compute_losses)(inputs, targets)
     assert explained.graph_break_count == 0, breaks(explained)
+
+
+RECURRENT = """model R {
+    input x : float32[B, 5, 3]
+    input m : bool[B, 5]
+    h = GRU(4, return_sequences = true, dropout = 0.2, recurrent_dropout = 0.2)(x, mask = m)
+    f, b = Bidirectional("LSTM", 3, merge_mode = "none", return_sequences = true)(h)
+    g = GRU(3, reset_after = false, return_sequences = true)(f + b)
+    s = SimpleRNN(2, activation = sigmoid)(g)
+    inference output s
+}
+"""
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_recurrent_layers_have_no_graph_breaks(training: bool) -> None:
+    import graphdsl
+
+    module = graphdsl.compile(RECURRENT, backend="torch").train(training)
+    inputs = {"x": torch.randn(2, 5, 3), "m": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
+                                                          dtype=torch.bool)}
+    explained = torch._dynamo.explain(module)(**inputs)
+    assert explained.graph_break_count == 0, breaks(explained)

@@ -92,6 +92,14 @@ NP_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "elu": lambda x: np.where(x > 0, x, np.exp(x) - 1),
     "softplus": lambda x: np.log1p(np.exp(x)),
     "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "hard_sigmoid": lambda x: np.clip(x + 3, 0, 6) / 6,
+    "hard_silu": lambda x: x * np.clip(x + 3, 0, 6) / 6,
+    "hard_swish": lambda x: x * np.clip(x + 3, 0, 6) / 6,
+    "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772
+                                                    * (np.exp(x) - 1)),
+    "softsign": lambda x: x / (1 + np.abs(x)),
 }
 
 
@@ -203,7 +211,7 @@ def test_matmul(shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
 UNARY = {
     "negative": np.negative, "abs": np.abs, "square": np.square, "exp": np.exp,
     "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "sign": np.sign,
-    "erf": ERF,
+    "erf": ERF, "sin": np.sin, "cos": np.cos,
 }
 
 
@@ -211,7 +219,7 @@ UNARY = {
 @pytest.mark.parametrize("name", list(UNARY))
 def test_unary(name: str) -> None:
     x = np.array([[0.25, 1.0, 2.0], [3.5, 0.01, 9.0]])
-    if name in ("negative", "abs", "square", "sign", "erf"):
+    if name in ("negative", "abs", "square", "sign", "erf", "sin", "cos"):
         x = x * np.array([1, -1, 1])
     close(run(name, x=T(x)), UNARY[name](x))
 
@@ -282,10 +290,10 @@ def test_clip() -> None:
 
 @covers("one_hot")
 def test_one_hot() -> None:
-    ids = np.array([[0, 2], [3, -1]], dtype="int32")  # 3 and -1 are out of range for depth 3
+    ids = np.array([[0, 2], [3, -1]], dtype="int32")  # 3 and -1 are out of range for 3 classes
     expected = np.zeros((2, 2, 3), dtype="float32")
     expected[0, 0, 0] = expected[0, 1, 2] = 1.0
-    same(run("one_hot", ids=T(ids), depth=3), expected)
+    same(run("one_hot", x=T(ids), num_classes=3), expected)
 
 
 @covers("l2_normalize")
@@ -787,6 +795,100 @@ def test_lstm(mask_name: str, go_backwards: bool, use_bias: bool) -> None:
     close(only_state[0], h)
 
 
+def np_recurrent(kind: str, x: np.ndarray, mask: np.ndarray | None, kernel: np.ndarray,
+                 rec: np.ndarray, bias: np.ndarray | None, h0: np.ndarray | None = None,
+                 reset_after: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """GRU (Keras' z, r, h) or SimpleRNN (tanh) by the registry's definition, step by step:
+    (outputs, final h); a masked step keeps h and repeats the previous output (0 first)."""
+    b, steps, _ = x.shape
+    units = rec.shape[0]
+    h = np.zeros((b, units)) if h0 is None else h0
+    previous = np.zeros((b, units))
+    outputs = []
+    for t in range(steps):
+        if kind == "SimpleRNN":
+            h_new = np.tanh(x[:, t] @ kernel + h @ rec + (0 if bias is None else bias))
+        else:
+            bx = 0 if bias is None else (bias[0] if reset_after else bias)
+            xz, xr, xh = np.split(x[:, t] @ kernel + bx, 3, axis=-1)
+            if reset_after:
+                inner = h @ rec + (0 if bias is None else bias[1])
+                hz, hr, hh = np.split(inner, 3, axis=-1)
+                z, r = np_sigmoid(xz + hz), np_sigmoid(xr + hr)
+                candidate = np.tanh(xh + r * hh)
+            else:
+                z = np_sigmoid(xz + h @ rec[:, :units])
+                r = np_sigmoid(xr + h @ rec[:, units:2 * units])
+                candidate = np.tanh(xh + (r * h) @ rec[:, 2 * units:])
+            h_new = z * h + (1 - z) * candidate
+        keep = np.ones((b, 1), bool) if mask is None else mask[:, t:t + 1]
+        h = np.where(keep, h_new, h)
+        previous = np.where(keep, h_new, previous)
+        outputs.append(previous)
+    return np.stack(outputs, 1), h
+
+
+@covers("GRU", "SimpleRNN")
+@pytest.mark.parametrize("kind", ["GRU-reset_after", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("mask_name", list(LSTM_MASKS))
+@pytest.mark.parametrize("initial", [False, True])
+def test_gru_and_simple_rnn(kind: str, mask_name: str, initial: bool) -> None:
+    kind, _, flag = kind.partition("-")
+    reset_after = flag == "reset_after"
+    r = rng(31)
+    units = 4
+    gates = (3 if kind == "GRU" else 1) * units
+    x = r.normal(size=(3, 5, 3))
+    kernel, rec = r.normal(size=(3, gates)) * 0.5, r.normal(size=(units, gates)) * 0.5
+    bias = r.normal(size=(2, gates) if reset_after else (gates,))
+    h0 = r.normal(size=(3, units)) if initial else None
+    mask = LSTM_MASKS[mask_name]
+    extra = {"reset_after": reset_after} if kind == "GRU" else {}
+    for go_backwards in (False, True):
+        xs, ms = (x[:, ::-1], mask[:, ::-1] if mask is not None else None) if go_backwards \
+            else (x, mask)
+        seq, h = np_recurrent(kind, xs, ms, kernel, rec, bias, h0, reset_after)
+        out, h_out = run(kind, x=T(x), mask=T(mask) if mask is not None else None,
+                         initial_state=T(h0) if initial else None, kernel=T(kernel),
+                         recurrent_kernel=T(rec), bias=T(bias), units=units,
+                         return_sequences=True, return_state=True, go_backwards=go_backwards,
+                         **extra)
+        close(out, seq)
+        close(h_out, h)
+
+
+@covers("Bidirectional")
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", "none"])
+def test_bidirectional(merge_mode: str) -> None:
+    r = rng(32)
+    units = 3
+    x = r.normal(size=(3, 5, 2))
+    mask = LSTM_MASKS["right-padded"]
+    weights = {f"{side}_{name}": r.normal(size=shape) * 0.5 for side in ("forward", "backward")
+               for name, shape in (("kernel", (2, 3 * units)), ("recurrent_kernel",
+                                                                (units, 3 * units)),
+                                   ("bias", (2, 3 * units)))}
+    forward, _ = np_recurrent("GRU", x, mask, *(weights[f"forward_{n}"] for n in
+                                                ("kernel", "recurrent_kernel", "bias")))
+    backward, _ = np_recurrent("GRU", x[:, ::-1], mask[:, ::-1],
+                               *(weights[f"backward_{n}"] for n in
+                                 ("kernel", "recurrent_kernel", "bias")))
+    backward = backward[:, ::-1]
+    forward, backward = forward * mask[..., None], backward * mask[..., None]  # Keras' zeros
+    expected = {"concat": lambda: np.concatenate([forward, backward], -1),
+                "sum": lambda: forward + backward, "mul": lambda: forward * backward,
+                "ave": lambda: (forward + backward) / 2,
+                "none": lambda: (forward, backward)}[merge_mode]()
+    out = run("Bidirectional", x=T(x), mask=T(mask), layer="GRU", units=units,
+              merge_mode=merge_mode, return_sequences=True,
+              **{k: T(v) for k, v in weights.items()})
+    if merge_mode == "none":
+        close(out[0], expected[0])
+        close(out[1], expected[1])
+    else:
+        close(out, expected)
+
+
 def test_lstm_masked_steps_repeat_the_last_output() -> None:
     r = rng(17)
     x = r.normal(size=(1, 4, 2))
@@ -1259,6 +1361,69 @@ def test_binary_accuracy() -> None:
                       mask=None, threshold=0.6)
     close(hits, correct[where].sum())
     close(count, 6)
+
+
+# ---------------------------------------------------------------- numeric and PReLU
+@covers("PReLU")
+def test_prelu() -> None:
+    x = rng(33).normal(size=(2, 3, 4))
+    alpha = rng(34).normal(size=(1, 4))  # shared over axis 1
+    close(run("PReLU", x=T(x), alpha=T(alpha), shared_axes=[1]),
+          np.where(x > 0, x, alpha * x))
+
+
+@covers("einsum")
+@pytest.mark.parametrize("equation", ["bij,bjk->bik", "bij,bjk", "...j,jk->...k", "ii->i",
+                                      "ij->", "i,j"])
+def test_einsum(equation: str) -> None:
+    r = rng(35)
+    shapes = {"bij,bjk->bik": [(2, 3, 4), (2, 4, 5)], "bij,bjk": [(2, 3, 4), (2, 4, 5)],
+              "...j,jk->...k": [(2, 3, 4), (4, 5)], "ii->i": [(3, 3)], "ij->": [(3, 4)],
+              "i,j": [(3,), (4,)]}[equation]
+    operands = [r.normal(size=s) for s in shapes]
+    close(run("einsum", operands=[T(o) for o in operands], subscripts=equation),
+          np.einsum(equation, *operands))
+
+
+@covers("cumsum")
+@pytest.mark.parametrize("axis", [None, 0, -1])
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumsum(axis: int | None, exclusive: bool, reverse: bool) -> None:
+    x = rng(36).integers(-9, 9, size=(3, 4)).astype("int32")
+    flat = x.reshape(-1) if axis is None else x
+    along = 0 if axis is None else axis
+    data = np.flip(flat, along) if reverse else flat
+    total = np.cumsum(data, axis=along) - (data if exclusive else 0)
+    expected = (np.flip(total, along) if reverse else total).astype("int32")
+    same(run("cumsum", x=T(x), axis=axis, exclusive=exclusive, reverse=reverse), expected)
+
+
+@covers("tril", "triu")
+@pytest.mark.parametrize("k", [-1, 0, 2])
+def test_tril_triu(k: int) -> None:
+    x = rng(37).normal(size=(2, 4, 5))
+    close(run("tril", x=T(x), k=k), np.tril(x, k))
+    close(run("triu", x=T(x), k=k), np.triu(x, k))
+
+
+@covers("arange")
+def test_arange() -> None:
+    same(run("arange", start=5), np.arange(5, dtype="int32"))
+    same(run("arange", start=3, stop=-4, step=-2), np.arange(3, -4, -2, dtype="int32"))
+    same(run("arange", start=0.0, stop=1.0, step=0.1),
+         np.arange(0.0, 1.0, 0.1).astype("float32"))
+    same(run("arange", start=0.0, stop=5.0, step=1.5, dtype="int32"),
+         np.array([0, 1, 3, 4], "int32"))  # 0, 1.5, 3, 4.5 truncated
+    same(run("arange", start=2, stop=2), np.zeros((0,), "int32"))
+
+
+@covers("top_k")
+def test_top_k() -> None:
+    x = np.array([[3, 1, 3, 2], [0, 5, 0, -1]], dtype="int32")
+    values, indices = run("top_k", x=T(x), k=3)
+    same(values, np.array([[3, 3, 2], [5, 0, 0]], "int32"))
+    same(indices, np.array([[0, 2, 3], [1, 0, 2]], "int32"))  # ties: the lower index first
 
 
 # ---------------------------------------------------------------- coverage of this file

@@ -45,6 +45,13 @@ _ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "elu": ops.elu,  # alpha 1: x if x > 0 else exp(x) - 1
     "softplus": ops.softplus,
     "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE),
+    "relu6": ops.relu6,
+    "hard_sigmoid": ops.hard_sigmoid,  # relu6(x + 3) / 6
+    "hard_silu": ops.hard_silu,
+    "hard_swish": ops.hard_silu,
+    "mish": keras.activations.mish,  # x tanh(softplus(x)); keras.ops has no mish
+    "selu": ops.selu,
+    "softsign": ops.softsign,
 }
 
 ACTIVATION_NAMES = tuple(_ACTIVATIONS)
@@ -129,3 +136,9 @@ def flatten(*, x: tf.Tensor) -> tf.Tensor:
 def reshape_layer(*, x: tf.Tensor, target_shape: Sequence[int]) -> tf.Tensor:
     shape = dynamic_shape(x)
     return ops.reshape(x, (shape[0], *resolve_shape(shape[1:], target_shape)))
+
+
+@impl("PReLU")
+def prelu(*, x: tf.Tensor, alpha: tf.Tensor, shared_axes: Sequence[int] | None = None) -> tf.Tensor:
+    # alpha is x's shape without the batch axis (1 on shared axes): it broadcasts
+    return ops.relu(x) - alpha * ops.relu(-x)

@@ -125,6 +125,8 @@ _UNARY: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "rsqrt": ops.rsqrt,
     "sign": ops.sign,
     "erf": ops.erf,
+    "sin": ops.sin,
+    "cos": ops.cos,
     "logical_not": ops.logical_not,
     "stop_gradient": ops.stop_gradient,  # forward: x; backward: no gradient
 }
@@ -187,11 +189,11 @@ def clip(*, x: tf.Tensor, min: Any, max: Any) -> tf.Tensor:  # noqa: A002 (regis
 
 
 @impl("one_hot")
-def one_hot(*, ids: tf.Tensor, depth: int) -> tf.Tensor:
-    # ids outside [0, depth) match no class and give all zeros
-    ids = ops.convert_to_tensor(ids)
-    classes = ops.arange(depth, dtype=ids.dtype)
-    return ops.cast(ops.equal(ids[..., None], classes), "float32")
+def one_hot(*, x: tf.Tensor, num_classes: int) -> tf.Tensor:
+    # ids outside [0, num_classes) match no class and give all zeros
+    x = ops.convert_to_tensor(x)
+    classes = ops.arange(num_classes, dtype=x.dtype)
+    return ops.cast(ops.equal(x[..., None], classes), "float32")
 
 
 @impl("l2_normalize")

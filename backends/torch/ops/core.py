@@ -33,6 +33,13 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "elu": F.elu,  # alpha 1: x if x > 0 else exp(x) - 1
     "softplus": F.softplus,
     "leaky_relu": lambda x: F.leaky_relu(x, LEAKY_RELU_SLOPE),
+    "relu6": F.relu6,
+    "hard_sigmoid": F.hardsigmoid,  # relu6(x + 3) / 6
+    "hard_silu": F.hardswish,  # x relu6(x + 3) / 6
+    "hard_swish": F.hardswish,
+    "mish": F.mish,
+    "selu": F.selu,
+    "softsign": F.softsign,
 }
 
 ACTIVATION_NAMES = tuple(_ACTIVATIONS)
@@ -100,3 +107,10 @@ def flatten(*, x: torch.Tensor) -> torch.Tensor:
 @impl("Reshape")
 def reshape_layer(*, x: torch.Tensor, target_shape: Sequence[int]) -> torch.Tensor:
     return x.reshape(x.shape[0], *resolve_shape(x.shape[1:], target_shape))
+
+
+@impl("PReLU")
+def prelu(*, x: torch.Tensor, alpha: torch.Tensor,
+          shared_axes: Sequence[int] | None = None) -> torch.Tensor:
+    # alpha is x's shape without the batch axis (1 on shared axes): it broadcasts
+    return F.relu(x) - alpha * F.relu(-x)

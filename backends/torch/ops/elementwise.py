@@ -87,6 +87,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "rsqrt": torch.rsqrt,
     "sign": torch.sign,
     "erf": torch.erf,
+    "sin": torch.sin,
+    "cos": torch.cos,
     "logical_not": torch.logical_not,
     "stop_gradient": torch.Tensor.detach,  # forward: x; backward: no gradient
 }
@@ -139,10 +141,10 @@ def clip(*, x: torch.Tensor, min: Any, max: Any) -> torch.Tensor:  # noqa: A002 
 
 
 @impl("one_hot")
-def one_hot(*, ids: torch.Tensor, depth: int) -> torch.Tensor:
-    # ids outside [0, depth) match no class and give all zeros
-    classes = torch.arange(depth, device=ids.device)
-    return (ids.unsqueeze(-1) == classes).to(torch.float32)
+def one_hot(*, x: torch.Tensor, num_classes: int) -> torch.Tensor:
+    # ids outside [0, num_classes) match no class and give all zeros
+    classes = torch.arange(num_classes, device=x.device)
+    return (x.unsqueeze(-1) == classes).to(torch.float32)
 
 
 @impl("l2_normalize")
