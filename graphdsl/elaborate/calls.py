@@ -100,8 +100,13 @@ class CallRules:
                 inst = self.instantiate(func, [], {}, e.span, scope)
                 return self.apply_values(inst, positional, self.eval_keywords(e, scope),
                                          e, scope)
-            return self.instantiate(func, e.args, {k.name: k for k in e.keywords}, e.span,
-                                    scope)
+            keywords = {k.name: k for k in e.keywords}
+            name = keywords.pop("name", None) if not any(
+                f.name.name == "name" for f in func.node.formals) else None
+            inst = self.instantiate(func, e.args, keywords, e.span, scope)
+            if name is not None and isinstance(inst, Instance):
+                self.name_instance(inst, name, scope)
+            return inst
         if isinstance(func, LAYER_LIKE):
             args = [self.el.expressions.eval(a, scope) for a in e.args]
             return self.apply_values(func, args, self.eval_keywords(e, scope), e, scope)
@@ -119,6 +124,51 @@ class CallRules:
                                 k.span)
             out[k.name] = (self.el.expressions.eval(k.value, scope), k)
         return out
+
+    def name_instance(self, inst: Instance, kw: ast.Keyword, scope: Scope) -> None:
+        """`Block(..., name = "b")`: the instance's path, as `name =` sets a layer's."""
+        value = self.el.expressions.eval(kw.value, scope)
+        if isinstance(value, Poison):
+            return
+        if not isinstance(value, Const) or not isinstance(value.value, str) or \
+                not value.value.isidentifier():
+            self.el.sink.error("argument-type", f"`name` is a string that is a plain name, got "
+                               f"{describe(value)}", kw.value.span)
+            return
+        inst.path = scope.claim(value.value)
+
+    def settle(self, value: Any, scope: Scope) -> Any:
+        """The layer or instance that `value`'s path names in the instance being expanded.
+
+        A block body runs once per call of its instance (and once per copy of a shared
+        `repeat`), making fresh values each time; a path made by an earlier run names the
+        layer made then, so its weights are reused rather than made again. Two values on
+        one path within one run are a duplicate name. None after an error.
+        """
+        if value.path is None or value.calls or scope.cache is None or \
+                not value.path.startswith(scope.prefix):
+            return value
+        key = value.path[len(scope.prefix):]
+        cached = scope.cache.get(key)
+        if cached is None or cached is value:
+            scope.cache[key] = value
+            scope.settled.add(key)
+            return value
+        if key in scope.settled:
+            self.el.sink.error("duplicate-definition", f"two layers are named `{value.path}`",
+                               value.span, notes=[Note("the other layer is made here",
+                                                       cached.span)],
+                               help="a name given with `name =` names one layer")
+            return None
+        scope.settled.add(key)
+        same_kind = (isinstance(value, LayerValue) and isinstance(cached, LayerValue) and
+                     cached.op is value.op) or \
+            (isinstance(value, Instance) and isinstance(cached, Instance) and
+             cached.definition is value.definition)
+        if same_kind:
+            return cached
+        scope.cache[key] = value
+        return value
 
     def instantiate(self, d: Definition, args: Sequence[ast.Expr],
                     keywords: dict[str, ast.Keyword], span: Span, scope: Scope) -> Any:
@@ -202,6 +252,19 @@ class CallRules:
             return POISON
         if inst.path is None:
             inst.path = scope.auto_path(snake_case(node.name.name))
+        settled = self.settle(inst, scope)
+        if settled is None:
+            return POISON
+        inst = settled
+        if not inst.calls:
+            first = self.el.instance_paths.get(inst.path)
+            if first is not None:
+                self.el.sink.error("duplicate-definition", f"two layers are named "
+                                   f"`{inst.path}`", e.span,
+                                   notes=[Note("the other one is called here", first)],
+                                   help="a name given with `name =` names one layer")
+                return POISON
+            self.el.instance_paths[inst.path] = e.span
         if node.kind == "model":
             self.el.g.submodels.setdefault(inst.path, node.name.name)
         inputs = [s for s in node.body if isinstance(s, ast.InputStmt)]

@@ -62,6 +62,7 @@ class Elaborator:
         self.depth = 0
         self.missing_files_ok = False
         self.expanding: list[str] = []  # definitions being expanded, outermost first
+        self.instance_paths: dict[str, Span] = {}  # path of each block instance -> its call
         # The rooms; each reaches the others through this object.
         self.statements = StatementRules(self)
         self.expressions = ExpressionRules(self)

@@ -164,6 +164,7 @@ class Scope:
         self.cache = cache  # None at a model's top level: nothing is reused there
         self.counters: dict[str, itertools.count[int]] = {}
         self.taken: set[str] = set()
+        self.settled: set[str] = set()  # cache keys given a layer by this run of the body
         self.model_name = model_name
         self.symbols: dict[str, Dim] = {}
         self.definition_kind = "model"
