@@ -47,8 +47,8 @@ class CallRules:
         if isinstance(count, Poison):
             return POISON
         if not isinstance(count, Const) or not isinstance(count.value, int) or \
-                isinstance(count.value, bool) or not 1 <= count.value <= MAX_REPEAT:
-            self.el.sink.error("argument-value", f"`repeat` needs a count from 1 to {MAX_REPEAT}, "
+                isinstance(count.value, bool) or not 0 <= count.value <= MAX_REPEAT:
+            self.el.sink.error("argument-value", f"`repeat` needs a count from 0 to {MAX_REPEAT}, "
                             f"got {describe(count)}", e.count.span)
             return POISON
         body = e.body
@@ -56,23 +56,36 @@ class CallRules:
         # `repeat N Block(args)(x)`: the last call applies the repeated layer to x.
         if isinstance(body, ast.Call) and isinstance(body.func, ast.Call):
             apply_args, body = body, body.func
+        index = e.index
+        if index is not None and (index.name in scope.env or index.name in scope.formals):
+            self.el.sink.error("duplicate-definition", f"`{index.name}` is already defined: "
+                               "the copy number needs a name of its own", index.span)
+            return POISON
 
-        def make() -> Any:
-            return self.el.expressions.eval(body, scope)
+        def make(i: int) -> Any:
+            """Copy `i`: the body evaluated afresh, reading `i` by the index's name."""
+            if index is None:
+                return self.el.expressions.eval(body, scope)
+            scope.env[index.name] = Const(i, index.span)
+            try:
+                return self.el.expressions.eval(body, scope)
+            finally:
+                del scope.env[index.name]
 
-        first = make()
+        # The body is checked once even when it makes no copy (`repeat 0` is the identity).
+        first = make(0)
         if isinstance(first, Poison):
             return POISON
         if not isinstance(first, (LayerValue, Instance)):
             self.el.sink.error("argument-type", f"`repeat` needs a layer or block, got "
                             f"{describe(first)}", body.span)
             return POISON
-        pending = [first]
+        pending = {0: first}
 
-        def make_next() -> Any:
-            return pending.pop() if pending else make()
+        def make_copy(i: int) -> Any:
+            return pending.pop(i) if i in pending else make(i)
 
-        rep = RepeatValue(count.value, e.shared, make_next, e.span)
+        rep = RepeatValue(count.value, e.shared, make_copy, e.span)
         if apply_args is None:
             return rep
         return self.call(rep, apply_args, scope)
@@ -189,6 +202,8 @@ class CallRules:
 
     def call_repeat(self, rep: RepeatValue, args: list[Any],
                     keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
+        """Thread the first argument through the copies; every copy also gets the other
+        arguments unchanged (a mask, an encoder's output)."""
         return_states = False
         if "return_states" in keywords:
             value, kw = keywords.pop("return_states")
@@ -196,48 +211,60 @@ class CallRules:
                 self.el.sink.error("argument-type", "`return_states` is a bool", kw.value.span)
             else:
                 return_states = value.value
-        if len(args) != 1 or not isinstance(args[0], Tensor):
-            self.el.sink.error("argument-type", "a repeated layer takes exactly one tensor",
-                            e.span)
+        if not args or not isinstance(args[0], Tensor):
+            self.el.sink.error("argument-type", "a repeated layer threads a tensor through its "
+                               "copies: its first argument must be a tensor",
+                               e.args[0].span if e.args else e.span,
+                               help=None if args else "call it on a tensor, e.g. `stack(x)`")
             return POISON
-        if not rep.members:
-            first = rep.make()
-            if isinstance(first, Poison):
-                return POISON
-            if rep.path is None:
-                rep.path = scope.auto_path(layer_base_name(first))
-            if rep.shared:
-                first.path = first.path or rep.path
-                rep.members = [first] * rep.count
-            else:
-                for i in range(rep.count):
-                    member = first if i == 0 else rep.make()
-                    if isinstance(member, Poison):
-                        return POISON
-                    member.path = f"{rep.path}.{i}"
-                    rep.members.append(member)
+        if not self.make_members(rep, scope):
+            return POISON
         x: Any = args[0]
+        rest = args[1:]
         states = [x]
         for member in rep.members:
             before = x
-            x = self.apply_values(member, [x], dict(keywords), e, scope)
+            x = self.apply_values(member, [x, *rest], dict(keywords), e, scope)
             if isinstance(x, TupleValue):
                 self.el.sink.error("argument-type", "a repeated block must have one output",
                                 e.span)
                 return POISON
             if isinstance(x, Poison):
                 return POISON
-            if x.type.shape is not None and before.type.shape is not None and \
+            # Separate copies are each built on their own input; one shared copy is applied
+            # to its own output, so it must keep the shape.
+            if rep.shared and x.type.shape is not None and before.type.shape is not None and \
                     (x.type.shape != before.type.shape or x.type.dtype != before.type.dtype):
-                self.el.sink.error("shape-mismatch", f"`repeat` feeds each copy its "
-                                f"predecessor's output, but one copy maps {before.type} to "
-                                f"{x.type}", e.span,
-                                help="a repeated layer must keep its input's shape")
+                self.el.sink.error("shape-mismatch", f"`repeat shared` applies one copy to its "
+                                f"own output, but it maps {before.type} to {x.type}", e.span,
+                                help="a shared repeated layer must keep its input's shape; "
+                                "without `shared` each copy gets weights for its own input")
                 return POISON
             states.append(x)
         if return_states:
             return TupleValue([x, TupleValue(states, e.span)], e.span)
         return x
+
+    def make_members(self, rep: RepeatValue, scope: Scope) -> bool:
+        if rep.members or rep.count == 0:
+            return True
+        first = rep.make(0)
+        if isinstance(first, Poison):
+            return False
+        if rep.path is None:
+            # A copy named with `name =` names the repetition: its copies are `NAME.0`, ...
+            rep.path = first.path or scope.auto_path(layer_base_name(first))
+        if rep.shared:
+            first.path = first.path or rep.path
+            rep.members = [first] * rep.count
+            return True
+        for i in range(rep.count):
+            member = first if i == 0 else rep.make(i)
+            if isinstance(member, Poison):
+                return False
+            member.path = f"{rep.path}.{i}"
+            rep.members.append(member)
+        return True
 
     def call_instance(self, inst: Instance, args: list[Any],
                       keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:

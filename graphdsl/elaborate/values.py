@@ -114,7 +114,7 @@ class Instance:
 class RepeatValue:
     count: int
     shared: bool
-    make: Callable[[], Any]  # makes one fresh layer-like value
+    make: Callable[[int], Any]  # makes copy i: one fresh layer-like value
     span: Span
     path: str | None = None
     members: list[Any] = field(default_factory=list)

@@ -185,6 +185,10 @@ class _TreeBuilder(Transformer_NonRecursive):
         count, shared, body = c
         return ast.Repeat(self._span(meta), count, shared is not None, body)
 
+    def indexed_repeat(self, meta: Any, c: list[Any]) -> ast.Repeat:
+        count, index, body = c
+        return ast.Repeat(self._span(meta), count, False, body, self._ident(index))
+
     def logical_or(self, meta: Any, c: list[Any]) -> ast.BinOp:
         return ast.BinOp(self._span(meta), "or", c[0], c[1])
 

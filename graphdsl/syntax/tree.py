@@ -100,6 +100,7 @@ class Repeat(Expr):
     count: Expr
     shared: bool
     body: Expr
+    index: Ident | None = None  # `repeat N as i BODY`: the body reads its copy's number
 
 
 # --- declarations and statements ------------------------------------------------------
