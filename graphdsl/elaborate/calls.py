@@ -10,6 +10,7 @@ from graphdsl.diagnostics import (
     Span,
     suggestion_help,
 )
+from graphdsl.elaborate.control import COMPILE_TIME_FUNCTIONS
 from graphdsl.elaborate.values import (
     LAYER_LIKE,
     MAX_REPEAT,
@@ -27,6 +28,7 @@ from graphdsl.elaborate.values import (
     TupleValue,
     describe,
     layer_base_name,
+    lookup_global,
     within,
 )
 from graphdsl.ops.registry import (
@@ -94,6 +96,10 @@ class CallRules:
         if isinstance(e.func, ast.Name) and e.func.id == "mask_of" and \
                 e.func.id not in scope.env:
             return self.el.masks.mask_of(e, scope)
+        if isinstance(e.func, ast.Name) and e.func.id in COMPILE_TIME_FUNCTIONS and \
+                e.func.id not in scope.env and e.func.id not in scope.formals and \
+                lookup_global(e.func.id, scope.namespace) is None:
+            return self.el.control.call(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):
             for a in e.args:

@@ -25,6 +25,7 @@ from graphdsl.diagnostics import (
     suggestion_help,
 )
 from graphdsl.elaborate.calls import CallRules
+from graphdsl.elaborate.control import ControlRules
 from graphdsl.elaborate.expressions import ExpressionRules
 from graphdsl.elaborate.layers import LayerRules
 from graphdsl.elaborate.losses import LossRules
@@ -71,6 +72,7 @@ class Elaborator:
         self.opcalls = OpRules(self)
         self.masks = MaskRules(self)
         self.losses = LossRules(self)
+        self.control = ControlRules(self)
         self.expressions.register(ast.Call, self.calls.eval_Call)
         self.expressions.register(ast.Repeat, self.calls.eval_Repeat)
 

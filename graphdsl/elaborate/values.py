@@ -165,6 +165,7 @@ class Scope:
         self.counters: dict[str, itertools.count[int]] = {}
         self.taken: set[str] = set()
         self.settled: set[str] = set()  # cache keys given a layer by this run of the body
+        self.loop_path = ""  # ".2" in the third iteration of a `for` loop, ".2.0" nested
         self.model_name = model_name
         self.symbols: dict[str, Dim] = {}
         self.definition_kind = "model"
@@ -181,8 +182,12 @@ class Scope:
                 return self.prefix + name
 
     def claim(self, name: str) -> str:
-        self.taken.add(name)
-        return self.prefix + name
+        """The path of something named in the body; in a `for` loop, with the iteration."""
+        self.taken.add(self.local(name))
+        return self.prefix + self.local(name)
+
+    def local(self, name: str) -> str:
+        return name + self.loop_path
 
 
 # --- the elaborator ----------------------------------------------------------------------

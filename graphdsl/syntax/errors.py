@@ -31,7 +31,7 @@ _OPERATORS = {"+", "-", "*", "/", "//", "@", "%", "**", "and", "or", ".", "(", "
 _EXPRESSION_STARTS = {"a name", "an integer", "a number", "a string", "`(`", "`[`", "`true`",
                       "`false`", "`-`", "`+`", "`not`", "`repeat`"}
 _STATEMENT_STARTS = {"input", "target", "layer", "param", "output", "loss", "metric",
-                     "inference"}
+                     "inference", "for", "if"}
 
 
 def _describe_expected(parser: lark.Lark, expected: set[str]) -> str:
@@ -406,7 +406,8 @@ def _character_help(char: str) -> str | None:
 
 _KEYWORDS = {"model", "block", "train", "input", "target", "layer", "param", "output", "loss",
              "metric", "import", "from", "repeat", "shared", "frozen", "constrain", "inference",
-             "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as"}
+             "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as",
+             "for", "in", "if", "else"}
 
 
 def _token_help(token: Token, expected: set[str], text: str) -> str | None:

@@ -157,6 +157,20 @@ class _TreeBuilder(Transformer_NonRecursive):
         name, value = c
         return ast.MetricStmt(self._span(meta), self._ident(name) if name else None, value)
 
+    def for_stmt(self, meta: Any, c: list[Any]) -> ast.ForStmt:
+        *names, iterable, body = c
+        return ast.ForStmt(self._span(meta), tuple(self._ident(n) for n in names), iterable,
+                           body)
+
+    def if_stmt(self, meta: Any, c: list[Any]) -> ast.IfStmt:
+        condition, then, otherwise = c
+        if isinstance(otherwise, ast.IfStmt):
+            otherwise = (otherwise,)
+        return ast.IfStmt(self._span(meta), condition, then, otherwise or ())
+
+    def stmt_block(self, meta: Any, c: list[Any]) -> tuple[ast.Stmt, ...]:
+        return tuple(c)
+
     # ---- train blocks
     def train_def(self, meta: Any, c: list[Any]) -> ast.TrainDef:
         name, *body = c

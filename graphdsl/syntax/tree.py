@@ -177,6 +177,24 @@ class MetricStmt(Stmt):
 
 
 @dataclass(frozen=True)
+class ForStmt(Stmt):
+    """`for i, n in enumerate(stages) { ... }`: the body once per item, at elaboration."""
+
+    targets: tuple[Ident, ...]
+    iterable: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class IfStmt(Stmt):
+    """`if cond { ... } else { ... }` on a constant condition, at elaboration."""
+
+    condition: Expr
+    then: tuple[Stmt, ...]
+    otherwise: tuple[Stmt, ...]  # empty without `else`; an `else if` is one IfStmt
+
+
+@dataclass(frozen=True)
 class Formal:
     name: Ident
     type: Ident
