@@ -153,6 +153,11 @@ class StatementRules:
         name = stmt.name.name
         if top_level:
             declared = self.tensor_type(stmt.type, scope)
+            for d, size in zip(stmt.type.dims, declared.shape or (), strict=False):
+                if isinstance(d, ast.Name) and isinstance(size, Sym) and \
+                        d.id not in scope.symbols:
+                    scope.symbols[d.id] = size  # read as a number, a clear error
+                    scope.symbol_spans[d.id] = d.span
             kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
             node = self.el.add_node(f"{kind}:{name}:", kind=kind, name=name, type=declared,
                                  span=stmt.name.span)
@@ -193,6 +198,7 @@ class StatementRules:
             if isinstance(d, ast.Name) and d.id not in scope.formals and \
                     d.id not in scope.symbols and i < len(actual.shape):
                 scope.symbols[d.id] = actual.shape[i]
+                scope.symbol_spans[d.id] = d.span
             dims.append(self.dim_expr(d, scope))
         declared = TensorType(dtype, tuple(dims))
         if actual.dtype != dtype:

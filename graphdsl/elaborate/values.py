@@ -167,7 +167,8 @@ class Scope:
         self.settled: set[str] = set()  # cache keys given a layer by this run of the body
         self.loop_path = ""  # ".2" in the third iteration of a `for` loop, ".2.0" nested
         self.model_name = model_name
-        self.symbols: dict[str, Dim] = {}
+        self.symbols: dict[str, Dim] = {}  # size names of the inputs' types -> the sizes
+        self.symbol_spans: dict[str, Span] = {}  # where each size name is bound
         self.definition_kind = "model"
         self.definition_name = model_name
         self.caller: Scope | None = None  # the scope of the call that expands this body
