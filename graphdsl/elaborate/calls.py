@@ -289,6 +289,7 @@ class CallRules:
         if settled is None:
             return POISON
         inst = settled
+        assert inst.path is not None
         if not inst.calls:
             first = self.el.instance_paths.get(inst.path)
             if first is not None:

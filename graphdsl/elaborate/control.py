@@ -43,13 +43,15 @@ class ControlRules:
 
     def for_stmt(self, stmt: ast.ForStmt, body: Body) -> None:
         scope = body.scope
-        fresh = self.new_names(stmt.targets, scope)
+        self.new_names(stmt.targets, scope)  # reported; the loop still runs, to go on checking
+        shadowed = {t.name: scope.env[t.name] for t in stmt.targets if t.name in scope.env}
         items = self.items(stmt.iterable, scope)
-        if items is None or not fresh:
+        if items is None:
             self.poison_assigned(stmt.body, scope)
             return
         outer_path, outer_nesting = scope.loop_path, body.nested_in
-        declared = dict(body.declared)
+        before = dict(body.declared)
+        declared = dict(before)  # what the loop has declared by now, for after it
         try:
             for k, item in enumerate(items):
                 values = self.unpack(item, stmt)
@@ -60,7 +62,7 @@ class ControlRules:
                     scope.env[target.name] = value
                 # Each iteration may name its own layers: a name is declared once per
                 # iteration, and gets the iteration in its path.
-                body.declared = dict(declared)
+                body.declared = dict(before)
                 scope.loop_path = f"{outer_path}.{k}"
                 body.nested_in = "for"
                 self.el.statements.run(stmt.body, body)
@@ -70,9 +72,9 @@ class ControlRules:
             body.declared = declared
             for target in stmt.targets:
                 scope.env.pop(target.name, None)
+            scope.env.update(shadowed)
 
-    def new_names(self, targets: Sequence[ast.Ident], scope: Scope) -> bool:
-        ok = True
+    def new_names(self, targets: Sequence[ast.Ident], scope: Scope) -> None:
         seen: set[str] = set()
         for target in targets:
             if target.name in scope.env or target.name in scope.formals or \
@@ -80,9 +82,7 @@ class ControlRules:
                 self.el.sink.error("duplicate-definition", f"`{target.name}` is already "
                                    "defined: a loop variable needs a name of its own",
                                    target.span)
-                ok = False
             seen.add(target.name)
-        return ok
 
     def items(self, e: ast.Expr, scope: Scope) -> list[Any] | None:
         value = self.el.expressions.eval(e, scope)

@@ -184,3 +184,201 @@ def test_a_shared_block_reuses_the_repeats_and_blocks_inside_it() -> None:
         }
         """)
     assert model.parameter_count == 3 * dense(8, 8)
+
+
+# --- loops and conditionals ------------------------------------------------------------
+
+RESNET = """
+    block Basic(width: int, stride: int = 1) {
+        input x : float32[B, H, W, C]
+        y = Conv2D(width, 3, strides = stride, padding = "same", use_bias = false)(x)
+        if stride == 1 and C == width {
+            y = x + y
+        } else {
+            y = y + Conv2D(width, 1, strides = stride, use_bias = false)(x)
+        }
+        output relu(y)
+    }
+    model M(stages: ints = [2, 1, 2], widths: ints = [8, 16, 32]) {
+        input x : float32[B, 32, 32, 3]
+        h = Conv2D(8, 3, padding = "same", use_bias = false)(x)
+        for i, n in enumerate(stages) {
+            for j in range(n) {
+                stride = 1
+                if j == 0 and i > 0 { stride = 2 }
+                h = Basic(widths[i], stride, name = "stage")(h)
+            }
+        }
+        inference output h
+    }
+    """
+
+
+def conv(cin: int, cout: int, k: int) -> int:
+    return k * k * cin * cout
+
+
+def test_a_loop_over_stages_with_a_conditional_residual() -> None:
+    model = compile_model(RESNET)
+    assert output_type(model, "h") == "float32[B, 8, 8, 32]"
+    expected = conv(3, 8, 3) + 2 * conv(8, 8, 3) \
+        + conv(8, 16, 3) + conv(8, 16, 1) \
+        + conv(16, 32, 3) + conv(16, 32, 1) + conv(32, 32, 3)
+    assert model.parameter_count == expected
+    names = {n.rsplit(".", 1)[0] for n in param_names(model)}
+    assert names == {"conv2d", "stage.0.0.conv2d", "stage.0.1.conv2d", "stage.1.0.conv2d",
+                     "stage.1.0.conv2d_1", "stage.2.0.conv2d", "stage.2.0.conv2d_1",
+                     "stage.2.1.conv2d"}
+    adds = [n for n in model.ops() if model.node(n)["op"] == "add"]
+    assert len(adds) == 5  # the two identity residuals of stage 0 and the last, 3 projections
+
+
+def test_layers_made_in_a_loop_get_distinct_automatic_names() -> None:
+    model = compile_model("""
+        model M {
+            input x : float32[B, 4]
+            for n in [8, 16, 4] { x = Dense(n)(x) }
+            inference output x
+        }
+        """)
+    assert param_names(model) == {f"{d}.{p}" for d in ("dense", "dense_1", "dense_2")
+                                  for p in ("kernel", "bias")}
+    assert model.parameter_count == dense(4, 8) + dense(8, 16) + dense(16, 4)
+    assert output_type(model, "x") == "float32[B, 4]"
+
+
+def test_a_named_layer_in_a_loop_gets_the_iteration_in_its_path() -> None:
+    model = compile_model("""
+        model M(depth: int = 2) {
+            input x : float32[B, 4]
+            for i in range(depth) {
+                layer proj = Dense(4)
+                x = proj(x)
+                param scale : float32[4] = ones()
+                x = x * scale
+            }
+            inference output x
+        }
+        """)
+    assert param_names(model) == {"proj.0.kernel", "proj.0.bias", "proj.1.kernel",
+                                  "proj.1.bias", "scale.0", "scale.1"}
+
+
+def test_zip_len_and_int_are_compile_time_functions() -> None:
+    model = compile_model("""
+        model M(widths: ints = [6, 10], ratio: float = 0.5) {
+            input x : float32[B, 4]
+            for w, act in zip(widths, [1, 0]) {
+                x = Dense(int(w * ratio) + len(widths))(x)
+                if act == 1 { x = relu(x) }
+            }
+            inference output x
+        }
+        """)
+    assert output_type(model, "x") == "float32[B, 7]"
+    assert len([n for n in model.ops() if model.node(n)["op"] == "relu"]) == 1
+
+
+@pytest.mark.parametrize(("change", "code", "line"), [
+    ("for i, n in enumerate(stages)", "argument-type", 15),  # unchanged: a float condition
+    ("for n in stages", "argument-type", 15),
+    ("n = 3 for i, n in enumerate(stages)", "duplicate-definition", 16),
+])
+def test_loop_misuse_is_reported_where_it_is_written(change: str, code: str, line: int) -> None:
+    source = RESNET.replace("for i, n in enumerate(stages)", change)
+    if change.startswith("for i, n"):
+        source = source.replace("if j == 0 and i > 0", "if 1.5")
+        line = 18
+    elif change == "for n in stages":
+        source = source.replace("for j in range(n)", "for j in range(n, 2, 0.5)")
+        line = 16
+    else:
+        source = RESNET.replace("        for i, n", "        n = 3\n        for i, n")
+    errors = errors_of(source)
+    assert [(e.code, e.span.line) for e in errors] == [(code, line)], errors
+
+
+def test_names_assigned_in_a_failed_loop_do_not_cascade() -> None:
+    (error,) = errors_of("""
+        model M {
+            input x : float32[B, 4]
+            for n in 3 { y = Dense(n)(x) }
+            inference output y
+        }
+        """)
+    assert error.code == "argument-type"
+    assert "`for` runs over a list" in error.message
+
+
+def test_an_input_inside_a_loop_is_misplaced() -> None:
+    (error,) = errors_of("""
+        model M {
+            input x : float32[B, 4]
+            if true { input z : float32[B, 4] }
+            inference output x
+        }
+        """)
+    assert error.code == "invalid-statement"
+
+
+def test_a_tensor_condition_points_to_where() -> None:
+    (error,) = errors_of("""
+        model M {
+            input x : float32[B, 4]
+            if x > 0 { x = relu(x) }
+            inference output x
+        }
+        """)
+    assert error.code == "argument-type"
+    assert "where(" in (error.help or "")
+
+
+# --- a block's input sizes as numbers -----------------------------------------------
+
+def test_a_block_reads_its_inputs_sizes() -> None:
+    model = compile_model("""
+        block Transition {
+            input x : float32[B, H, W, C]
+            output AveragePooling2D(2)(Conv2D(C / 2, 1)(x))
+        }
+        block Expand(t: int) {
+            input x : float32[B, H, W, C]
+            output Conv2D(C * t, 1)(x)
+        }
+        model M {
+            input x : float32[B, 32, 32, 12]
+            inference output y = Transition()(Expand(6)(x))
+        }
+        """)
+    assert output_type(model, "y") == "float32[B, 16, 16, 36]"
+    assert model.parameter_count == (12 * 72 + 72) + (72 * 36 + 36)
+
+
+def test_an_inexact_division_of_a_size_is_not_an_int() -> None:
+    errors = errors_of("""
+        block Half {
+            input x : float32[B, C]
+            output Dense(C / 2)(x)
+        }
+        model M {
+            input x : float32[B, 5]
+            inference output y = Half()(x)
+        }
+        """)
+    assert [e.code for e in errors] == ["argument-type"]
+
+
+def test_a_symbolic_size_used_as_a_number_is_reported() -> None:
+    (error,) = errors_of("""
+        block Head {
+            input x : float32[B, T, D]
+            output Dense(T)(x)
+        }
+        model M {
+            input x : float32[B, T, 8]
+            inference output y = Head()(x)
+        }
+        """)
+    assert error.code == "unknown-dimension"
+    assert (error.span.line, error.span.column) == (4, 18)
+    assert "symbolic size" in error.message
