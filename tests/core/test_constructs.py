@@ -382,3 +382,25 @@ def test_a_symbolic_size_used_as_a_number_is_reported() -> None:
     assert error.code == "unknown-dimension"
     assert (error.span.line, error.span.column) == (4, 18)
     assert "symbolic size" in error.message
+
+
+# --- sizes for synthetic batches (`--check-parity`) -----------------------------------
+
+def test_synthetic_sizes_fit_every_tensor_of_a_strided_model() -> None:
+    from graphdsl.runtime.synthetic import choose_sizes, evaluate_dim, synthetic_batch
+
+    model = compile_model("""
+        model M {
+            input x : float32[B, H, W, 3]
+            h = Conv2D(8, 3, strides = 2)(x)
+            h = Conv2D(8, 3, strides = 2)(h)
+            h = MaxPooling2D(2)(h)
+            inference output y = GlobalAveragePooling2D()(h)
+        }
+        """)
+    # at 8: (8 - 3) // 2 + 1 = 3, then 1, then a pooled size of 0; at 16: 7, 3, 1
+    assert choose_sizes(model) == {"B": 2, "T": 5, "H": 16, "W": 16}
+    assert synthetic_batch(model)["x"].shape == (2, 16, 16, 3)
+    (pooled,) = [n for n in model.ops() if model.node(n)["op"] == "MaxPooling2D"]
+    height = model.node(pooled)["types"][0].shape[1]
+    assert [evaluate_dim(height, {"H": h}) for h in (8, 16, 224)] == [0, 1, 27]
