@@ -114,14 +114,20 @@ class CallRules:
             return self.el.opcalls.call_function(func.op, e, scope)
         if isinstance(func, Definition):
             positional = [self.el.expressions.eval(a, scope) for a in e.args] if e.args else []
+            takes_name = any(f.name.name == "name" for f in func.node.formals) or any(
+                isinstance(s, ast.InputStmt) and s.name.name == "name" for s in func.node.body)
             if any(isinstance(p, Tensor) for p in positional) or any(
                     isinstance(p, Poison) for p in positional):
+                # `Block(x, name = "b")`: a block without formals, called on tensors at once
                 inst = self.instantiate(func, [], {}, e.span, scope)
-                return self.apply_values(inst, positional, self.eval_keywords(e, scope),
-                                         e, scope)
+                keywords = self.eval_keywords(e, scope)
+                named = next((k for k in e.keywords if k.name == "name"), None)
+                if named is not None and not takes_name:
+                    keywords.pop("name")
+                    self.name_instance(inst, named, scope)
+                return self.apply_values(inst, positional, keywords, e, scope)
             keywords = {k.name: k for k in e.keywords}
-            name = keywords.pop("name", None) if not any(
-                f.name.name == "name" for f in func.node.formals) else None
+            name = keywords.pop("name", None) if not takes_name else None
             inst = self.instantiate(func, e.args, keywords, e.span, scope)
             if name is not None and isinstance(inst, Instance):
                 self.name_instance(inst, name, scope)

@@ -24,6 +24,7 @@ from graphdsl.elaborate.values import (
     Scope,
     Tensor,
     TupleValue,
+    article,
     describe,
     flatten,
 )
@@ -97,8 +98,9 @@ class StatementRules:
     def declaration(self, stmt: ast.InputStmt | ast.TargetStmt, body: Body) -> None:
         kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
         if body.nested_in is not None:
-            self.el.sink.error("invalid-statement", f"an `{kind}` is declared at the top of "
-                               f"the body, not inside `{body.nested_in}`", stmt.span)
+            self.el.sink.error("invalid-statement", f"{article(kind)} `{kind}` is declared "
+                               f"at the top of the body, not inside `{body.nested_in}`",
+                               stmt.span)
             return
         body.declare(self.el, stmt.name, kind)
         if isinstance(stmt, ast.TargetStmt) and body.node.kind == "block":

@@ -404,3 +404,17 @@ def test_synthetic_sizes_fit_every_tensor_of_a_strided_model() -> None:
     (pooled,) = [n for n in model.ops() if model.node(n)["op"] == "MaxPooling2D"]
     height = model.node(pooled)["types"][0].shape[1]
     assert [evaluate_dim(height, {"H": h}) for h in (8, 16, 224)] == [0, 1, 27]
+
+
+def test_a_block_called_on_tensors_at_once_takes_a_name() -> None:
+    model = compile_model("""
+        block Proj {
+            input x : float32[B, 8]
+            output Dense(8)(x)
+        }
+        model M {
+            input x : float32[B, 8]
+            inference output y = Proj(x, name = "p")
+        }
+        """)
+    assert param_names(model) == {"p.dense.kernel", "p.dense.bias"}
