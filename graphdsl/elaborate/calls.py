@@ -68,11 +68,17 @@ class CallRules:
             """Copy `i`: the body evaluated afresh, reading `i` by the index's name."""
             if index is None:
                 return self.el.expressions.eval(body, scope)
+            # Copies after the first may be made later, at the first call of a named
+            # repetition, when the name may have been bound meanwhile: restore it.
+            before = scope.env.get(index.name)
             scope.env[index.name] = Const(i, index.span)
             try:
                 return self.el.expressions.eval(body, scope)
             finally:
-                del scope.env[index.name]
+                if before is None:
+                    del scope.env[index.name]
+                else:
+                    scope.env[index.name] = before
 
         # The body is checked once even when it makes no copy (`repeat 0` is the identity).
         first = make(0)

@@ -418,3 +418,24 @@ def test_a_block_called_on_tensors_at_once_takes_a_name() -> None:
         }
         """)
     assert param_names(model) == {"p.dense.kernel", "p.dense.bias"}
+
+
+def test_a_named_repetition_makes_its_copies_at_its_first_call() -> None:
+    """The copies after the first are made when the repetition is first called; the index
+    is bound for them then, and a name bound meanwhile is left as it was."""
+    model = compile_model("""
+        block Scale(k: float) {
+            input x : float32[B, 4]
+            output k * Dense(4)(x)
+        }
+        model M {
+            input x : float32[B, 4]
+            layer stack = repeat 3 as i Scale(i + 1)
+            i = 10
+            y = stack(x)
+            inference output z = y * i
+        }
+        """)
+    consts = sorted(model.node(n)["args"].get("value") for n in model.ops()
+                    if model.node(n)["op"] == "constant")
+    assert consts == [1.0, 2.0, 3.0, 10.0], consts
