@@ -414,6 +414,10 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if token.type == "REPEAT":
         return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
             "`x + (repeat 2 Block()(x))`"
+    line_before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if token.type == "SHARED" and len(line_before) >= 2 and line_before[-2] == "as":
+        return "a `repeat N shared` has one copy, so it has no copy number: drop `as " \
+            f"{line_before[-1]}`, or drop `shared` to give each copy its own weights"
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
