@@ -126,12 +126,12 @@ class CallRules:
                     isinstance(p, Poison) for p in positional):
                 # `Block(x, name = "b")`: a block without formals, called on tensors at once
                 inst = self.instantiate(func, [], {}, e.span, scope)
-                keywords = self.eval_keywords(e, scope)
+                evaluated = self.eval_keywords(e, scope)
                 named = next((k for k in e.keywords if k.name == "name"), None)
                 if named is not None and not takes_name:
-                    keywords.pop("name")
+                    evaluated.pop("name")
                     self.name_instance(inst, named, scope)
-                return self.apply_values(inst, positional, keywords, e, scope)
+                return self.apply_values(inst, positional, evaluated, e, scope)
             keywords = {k.name: k for k in e.keywords}
             name = keywords.pop("name", None) if not takes_name else None
             inst = self.instantiate(func, e.args, keywords, e.span, scope)
