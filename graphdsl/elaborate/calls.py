@@ -10,7 +10,6 @@ from graphdsl.diagnostics import (
     Span,
     suggestion_help,
 )
-from graphdsl.elaborate.control import COMPILE_TIME_FUNCTIONS
 from graphdsl.elaborate.values import (
     LAYER_LIKE,
     MAX_REPEAT,
@@ -28,7 +27,6 @@ from graphdsl.elaborate.values import (
     TupleValue,
     describe,
     layer_base_name,
-    lookup_global,
     within,
 )
 from graphdsl.ops.registry import (
@@ -102,9 +100,7 @@ class CallRules:
         if isinstance(e.func, ast.Name) and e.func.id == "mask_of" and \
                 e.func.id not in scope.env:
             return self.el.masks.mask_of(e, scope)
-        if isinstance(e.func, ast.Name) and e.func.id in COMPILE_TIME_FUNCTIONS and \
-                e.func.id not in scope.env and e.func.id not in scope.formals and \
-                lookup_global(e.func.id, scope.namespace) is None:
+        if isinstance(e.func, ast.Name) and self.el.control.is_compile_time(e, scope):
             return self.el.control.call(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):

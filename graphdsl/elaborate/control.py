@@ -1,5 +1,6 @@
 """Compile-time loops and conditionals (`for`, `if`/`else`), and the functions of constants
-they iterate with (`range`, `enumerate`, `zip`, `len`, `int`).
+they compute with (`range`, `enumerate`, `zip`, `len`, `int`, `ceil`, `floor`, `round`;
+`max`, `min` and `abs` of constants).
 
 Both run at elaboration: a `for` runs its statements once per item, an `if` runs one
 branch. Tensors and layers they assign stay defined after them, as ordinary
@@ -10,6 +11,7 @@ automatic names count on as everywhere (`dense`, `dense_1`, ...).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,10 @@ from graphdsl.syntax import tree as ast
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
     from graphdsl.elaborate.core import Elaborator
 
-COMPILE_TIME_FUNCTIONS = ("range", "enumerate", "zip", "len", "int")
+COMPILE_TIME_FUNCTIONS = ("range", "enumerate", "zip", "len", "int", "ceil", "floor", "round")
+# Functions that are ops on tensors, and fold at compile time when every argument is a
+# constant: `max(8, int(c + 4) // 8 * 8)`, as in MobileNet's and EfficientNet's widths.
+FOLDABLE_OPS = ("max", "min", "abs")
 
 
 class ControlRules:
@@ -165,9 +170,73 @@ class ControlRules:
                 return POISON
         values = [a.value for a in args]
         spans = [a.span for a in e.args]
+        if name in FOLDABLE_OPS:
+            return self.fold_op(name, values, spans, e.span)
+        if name in ("ceil", "floor", "round"):
+            return self.rounding(name, values, spans, e.span)
         check = {"range": self.range_, "enumerate": self.enumerate_, "zip": self.zip_,
                  "len": self.len_, "int": self.int_}[name]
         return check(values, spans, e.span)
+
+    def is_static(self, e: ast.Expr, scope: Scope) -> bool:
+        """Whether `e` is made of constants only, so evaluating it adds no node."""
+        if isinstance(e, (ast.Number, ast.String, ast.Bool)):
+            return True
+        if isinstance(e, ast.Name):
+            if e.id in scope.env:
+                return isinstance(scope.env[e.id], Const)
+            return e.id in scope.formals or e.id in scope.symbols
+        if isinstance(e, ast.UnaryOp):
+            return self.is_static(e.operand, scope)
+        if isinstance(e, ast.BinOp):
+            return self.is_static(e.left, scope) and self.is_static(e.right, scope)
+        if isinstance(e, ast.ListExpr):
+            return all(self.is_static(i, scope) for i in e.items)
+        if isinstance(e, ast.Subscript):
+            return self.is_static(e.value, scope) and all(
+                not isinstance(i, (ast.Slice, ast.EllipsisExpr)) and self.is_static(i, scope)
+                for i in e.items)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+            return self.is_compile_time(e, scope)
+        return False
+
+    def is_compile_time(self, e: ast.Call, scope: Scope) -> bool:
+        """A call of a compile-time function, or of `max`/`min`/`abs` on constants only;
+        a local name or a definition of the same name hides both."""
+        name = e.func.id if isinstance(e.func, ast.Name) else ""
+        if name in scope.env or name in scope.formals or name in scope.namespace.definitions \
+                or name in scope.namespace.aliases:
+            return False
+        if name in COMPILE_TIME_FUNCTIONS:
+            return True
+        return name in FOLDABLE_OPS and bool(e.args) and not e.keywords and \
+            all(self.is_static(a, scope) for a in e.args)
+
+    def fold_op(self, name: str, values: list[Any], spans: list[Span], span: Span) -> Any:
+        numbers = values[0] if len(values) == 1 and isinstance(values[0], list) and \
+            name != "abs" else values
+        if name == "abs" and len(values) != 1:
+            return self.arity("abs", values, 1, 1, span) or POISON
+        if not numbers or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                              for v in numbers):
+            self.el.sink.error("argument-type", f"`{name}` of constants takes numbers, got "
+                               f"{', '.join(map(repr, values))}", span)
+            return POISON
+        if name == "abs":
+            return Const(abs(numbers[0]), span)
+        return Const(max(numbers) if name == "max" else min(numbers), span)
+
+    def rounding(self, name: str, values: list[Any], spans: list[Span], span: Span) -> Any:
+        if not self.arity(name, values, 1, 1, span):
+            return POISON
+        v = values[0]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.el.sink.error("argument-type", f"`{name}` takes a number, got {v!r}", spans[0])
+            return POISON
+        # `round` rounds half to even, as Python's; all three give ints.
+        if name == "ceil":
+            return Const(math.ceil(v), span)
+        return Const(math.floor(v) if name == "floor" else round(v), span)
 
     def arity(self, name: str, values: list[Any], low: int, high: int, span: Span) -> bool:
         if low <= len(values) <= high:

@@ -439,3 +439,23 @@ def test_a_named_repetition_makes_its_copies_at_its_first_call() -> None:
     consts = sorted(model.node(n)["args"].get("value") for n in model.ops()
                     if model.node(n)["op"] == "constant")
     assert consts == [1.0, 2.0, 3.0, 10.0], consts
+
+
+def test_widths_are_computed_as_keras_applications_compute_them() -> None:
+    """MobileNet's and EfficientNet's `make_divisible` and `round_repeats`, at compile time;
+    `max` of a tensor stays the reduction op."""
+    model = compile_model("""
+        model M(alpha: float = 0.35, depth: float = 1.2) {
+            input x : float32[B, 4]
+            c = 32 * alpha                                  # 11.2
+            width = max(8, int(c + 4) // 8 * 8)             # 8
+            if width < 0.9 * c { width = width + 8 }        # 16
+            n = ceil(depth * 3)                             # 4
+            for i in range(n) { x = Dense(width)(x) }
+            inference output peak = max(x, axis = -1)
+            inference output x
+        }
+        """)
+    assert output_type(model, "x") == "float32[B, 16]"
+    assert len([r for r in model.layers.values() if r.op == "Dense"]) == 4
+    assert output_type(model, "peak") == "float32[B]"
