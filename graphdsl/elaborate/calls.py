@@ -52,8 +52,8 @@ class CallRules:
         if isinstance(count, Poison):
             return POISON
         if not isinstance(count, Const) or not isinstance(count.value, int) or \
-                isinstance(count.value, bool) or not 1 <= count.value <= MAX_REPEAT:
-            self.el.sink.error("argument-value", f"`repeat` needs a count from 1 to {MAX_REPEAT}, "
+                isinstance(count.value, bool) or not 0 <= count.value <= MAX_REPEAT:
+            self.el.sink.error("argument-value", f"`repeat` needs a count from 0 to {MAX_REPEAT}, "
                             f"got {describe(count)}", e.count.span)
             return POISON
         body = e.body
@@ -61,23 +61,42 @@ class CallRules:
         # `repeat N Block(args)(x)`: the last call applies the repeated layer to x.
         if isinstance(body, ast.Call) and isinstance(body.func, ast.Call):
             apply_args, body = body, body.func
+        index = e.index
+        if index is not None and (index.name in scope.env or index.name in scope.formals):
+            self.el.sink.error("duplicate-definition", f"`{index.name}` is already defined: "
+                               "the copy number needs a name of its own", index.span)
+            return POISON
 
-        def make() -> Any:
-            return self.el.expressions.eval(body, scope)
+        def make(i: int) -> Any:
+            """Copy `i`: the body evaluated afresh, reading `i` by the index's name."""
+            if index is None:
+                return self.el.expressions.eval(body, scope)
+            # Copies after the first may be made later, at the first call of a named
+            # repetition, when the name may have been bound meanwhile: restore it.
+            before = scope.env.get(index.name)
+            scope.env[index.name] = Const(i, index.span)
+            try:
+                return self.el.expressions.eval(body, scope)
+            finally:
+                if before is None:
+                    del scope.env[index.name]
+                else:
+                    scope.env[index.name] = before
 
-        first = make()
+        # The body is checked once even when it makes no copy (`repeat 0` is the identity).
+        first = make(0)
         if isinstance(first, Poison):
             return POISON
         if not isinstance(first, (LayerValue, Instance)):
             self.el.sink.error("argument-type", f"`repeat` needs a layer or block, got "
                             f"{describe(first)}", body.span)
             return POISON
-        pending = [first]
+        pending = {0: first}
 
-        def make_next() -> Any:
-            return pending.pop() if pending else make()
+        def make_copy(i: int) -> Any:
+            return pending.pop(i) if i in pending else make(i)
 
-        rep = RepeatValue(count.value, e.shared, make_next, e.span)
+        rep = RepeatValue(count.value, e.shared, make_copy, e.span)
         if apply_args is None:
             return rep
         return self.call(rep, apply_args, scope)
@@ -86,6 +105,8 @@ class CallRules:
         if isinstance(e.func, ast.Name) and e.func.id == "mask_of" and \
                 e.func.id not in scope.env:
             return self.el.masks.mask_of(e, scope)
+        if isinstance(e.func, ast.Name) and self.el.control.is_compile_time(e, scope):
+            return self.el.control.call(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):
             for a in e.args:
@@ -100,13 +121,24 @@ class CallRules:
             return self.el.opcalls.call_function(func.op, e, scope)
         if isinstance(func, Definition):
             positional = [self.el.expressions.eval(a, scope) for a in e.args] if e.args else []
+            takes_name = any(f.name.name == "name" for f in func.node.formals) or any(
+                isinstance(s, ast.InputStmt) and s.name.name == "name" for s in func.node.body)
             if any(isinstance(p, Tensor) for p in positional) or any(
                     isinstance(p, Poison) for p in positional):
+                # `Block(x, name = "b")`: a block without formals, called on tensors at once
                 inst = self.instantiate(func, [], {}, e.span, scope)
-                return self.apply_values(inst, positional, self.eval_keywords(e, scope),
-                                         e, scope)
-            return self.instantiate(func, e.args, {k.name: k for k in e.keywords}, e.span,
-                                    scope)
+                evaluated = self.eval_keywords(e, scope)
+                named = next((k for k in e.keywords if k.name == "name"), None)
+                if named is not None and not takes_name:
+                    evaluated.pop("name")
+                    self.name_instance(inst, named, scope)
+                return self.apply_values(inst, positional, evaluated, e, scope)
+            keywords = {k.name: k for k in e.keywords}
+            name = keywords.pop("name", None) if not takes_name else None
+            inst = self.instantiate(func, e.args, keywords, e.span, scope)
+            if name is not None and isinstance(inst, Instance):
+                self.name_instance(inst, name, scope)
+            return inst
         if isinstance(func, LAYER_LIKE):
             args = [self.el.expressions.eval(a, scope) for a in e.args]
             return self.apply_values(func, args, self.eval_keywords(e, scope), e, scope)
@@ -124,6 +156,51 @@ class CallRules:
                                 k.span)
             out[k.name] = (self.el.expressions.eval(k.value, scope), k)
         return out
+
+    def name_instance(self, inst: Instance, kw: ast.Keyword, scope: Scope) -> None:
+        """`Block(..., name = "b")`: the instance's path, as `name =` sets a layer's."""
+        value = self.el.expressions.eval(kw.value, scope)
+        if isinstance(value, Poison):
+            return
+        if not isinstance(value, Const) or not isinstance(value.value, str) or \
+                not value.value.isidentifier():
+            self.el.sink.error("argument-type", f"`name` is a string that is a plain name, got "
+                               f"{describe(value)}", kw.value.span)
+            return
+        inst.path = scope.claim(value.value)
+
+    def settle(self, value: Any, scope: Scope) -> Any:
+        """The layer or instance that `value`'s path names in the instance being expanded.
+
+        A block body runs once per call of its instance (and once per copy of a shared
+        `repeat`), making fresh values each time; a path made by an earlier run names the
+        layer made then, so its weights are reused rather than made again. Two values on
+        one path within one run are a duplicate name. None after an error.
+        """
+        if value.path is None or value.calls or scope.cache is None or \
+                not value.path.startswith(scope.prefix):
+            return value
+        key = value.path[len(scope.prefix):]
+        cached = scope.cache.get(key)
+        if cached is None or cached is value:
+            scope.cache[key] = value
+            scope.settled.add(key)
+            return value
+        if key in scope.settled:
+            self.el.sink.error("duplicate-definition", f"two layers are named `{value.path}`",
+                               value.span, notes=[Note("the other layer is made here",
+                                                       cached.span)],
+                               help="a name given with `name =` names one layer")
+            return None
+        scope.settled.add(key)
+        same_kind = (isinstance(value, LayerValue) and isinstance(cached, LayerValue) and
+                     cached.op is value.op) or \
+            (isinstance(value, Instance) and isinstance(cached, Instance) and
+             cached.definition is value.definition)
+        if same_kind:
+            return cached
+        scope.cache[key] = value
+        return value
 
     def instantiate(self, d: Definition, args: Sequence[ast.Expr],
                     keywords: dict[str, ast.Keyword], span: Span, scope: Scope) -> Any:
@@ -144,6 +221,8 @@ class CallRules:
 
     def call_repeat(self, rep: RepeatValue, args: list[Any],
                     keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
+        """Thread the first argument through the copies; every copy also gets the other
+        arguments unchanged (a mask, an encoder's output)."""
         return_states = False
         if "return_states" in keywords:
             value, kw = keywords.pop("return_states")
@@ -151,48 +230,60 @@ class CallRules:
                 self.el.sink.error("argument-type", "`return_states` is a bool", kw.value.span)
             else:
                 return_states = value.value
-        if len(args) != 1 or not isinstance(args[0], Tensor):
-            self.el.sink.error("argument-type", "a repeated layer takes exactly one tensor",
-                            e.span)
+        if not args or not isinstance(args[0], Tensor):
+            self.el.sink.error("argument-type", "a repeated layer threads a tensor through its "
+                               "copies: its first argument must be a tensor",
+                               e.args[0].span if e.args else e.span,
+                               help=None if args else "call it on a tensor, e.g. `stack(x)`")
             return POISON
-        if not rep.members:
-            first = rep.make()
-            if isinstance(first, Poison):
-                return POISON
-            if rep.path is None:
-                rep.path = scope.auto_path(layer_base_name(first))
-            if rep.shared:
-                first.path = first.path or rep.path
-                rep.members = [first] * rep.count
-            else:
-                for i in range(rep.count):
-                    member = first if i == 0 else rep.make()
-                    if isinstance(member, Poison):
-                        return POISON
-                    member.path = f"{rep.path}.{i}"
-                    rep.members.append(member)
+        if not self.make_members(rep, scope):
+            return POISON
         x: Any = args[0]
+        rest = args[1:]
         states = [x]
         for member in rep.members:
             before = x
-            x = self.apply_values(member, [x], dict(keywords), e, scope)
+            x = self.apply_values(member, [x, *rest], dict(keywords), e, scope)
             if isinstance(x, TupleValue):
                 self.el.sink.error("argument-type", "a repeated block must have one output",
                                 e.span)
                 return POISON
             if isinstance(x, Poison):
                 return POISON
-            if x.type.shape is not None and before.type.shape is not None and \
+            # Separate copies are each built on their own input; one shared copy is applied
+            # to its own output, so it must keep the shape.
+            if rep.shared and x.type.shape is not None and before.type.shape is not None and \
                     (x.type.shape != before.type.shape or x.type.dtype != before.type.dtype):
-                self.el.sink.error("shape-mismatch", f"`repeat` feeds each copy its "
-                                f"predecessor's output, but one copy maps {before.type} to "
-                                f"{x.type}", e.span,
-                                help="a repeated layer must keep its input's shape")
+                self.el.sink.error("shape-mismatch", f"`repeat shared` applies one copy to its "
+                                f"own output, but it maps {before.type} to {x.type}", e.span,
+                                help="a shared repeated layer must keep its input's shape; "
+                                "without `shared` each copy gets weights for its own input")
                 return POISON
             states.append(x)
         if return_states:
             return TupleValue([x, TupleValue(states, e.span)], e.span)
         return x
+
+    def make_members(self, rep: RepeatValue, scope: Scope) -> bool:
+        if rep.members or rep.count == 0:
+            return True
+        first = rep.make(0)
+        if isinstance(first, Poison):
+            return False
+        if rep.path is None:
+            # A copy named with `name =` names the repetition: its copies are `NAME.0`, ...
+            rep.path = first.path or scope.auto_path(layer_base_name(first))
+        if rep.shared:
+            first.path = first.path or rep.path
+            rep.members = [first] * rep.count
+            return True
+        for i in range(rep.count):
+            member = first if i == 0 else rep.make(i)
+            if isinstance(member, Poison):
+                return False
+            member.path = f"{rep.path}.{i}"
+            rep.members.append(member)
+        return True
 
     def call_instance(self, inst: Instance, args: list[Any],
                       keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
@@ -207,6 +298,20 @@ class CallRules:
             return POISON
         if inst.path is None:
             inst.path = scope.auto_path(snake_case(node.name.name))
+        settled = self.settle(inst, scope)
+        if settled is None:
+            return POISON
+        inst = settled
+        assert inst.path is not None
+        if not inst.calls:
+            first = self.el.instance_paths.get(inst.path)
+            if first is not None:
+                self.el.sink.error("duplicate-definition", f"two layers are named "
+                                   f"`{inst.path}`", e.span,
+                                   notes=[Note("the other one is called here", first)],
+                                   help="a name given with `name =` names one layer")
+                return POISON
+            self.el.instance_paths[inst.path] = e.span
         if node.kind == "model":
             self.el.g.submodels.setdefault(inst.path, node.name.name)
         inputs = [s for s in node.body if isinstance(s, ast.InputStmt)]

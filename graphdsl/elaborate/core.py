@@ -26,6 +26,7 @@ from graphdsl.diagnostics import (
 )
 from graphdsl.elaborate.budget import MAX_NODES, BudgetExceeded
 from graphdsl.elaborate.calls import CallRules
+from graphdsl.elaborate.control import ControlRules
 from graphdsl.elaborate.expressions import ExpressionRules
 from graphdsl.elaborate.layers import LayerRules
 from graphdsl.elaborate.losses import LossRules
@@ -66,6 +67,7 @@ class Elaborator:
         self.poisoned = 0  # expressions evaluated to a poison (an error reported before)
         self.missing_files_ok = False
         self.expanding: list[str] = []  # definitions being expanded, outermost first
+        self.instance_paths: dict[str, Span] = {}  # path of each block instance -> its call
         # The rooms; each reaches the others through this object.
         self.statements = StatementRules(self)
         self.expressions = ExpressionRules(self)
@@ -74,6 +76,7 @@ class Elaborator:
         self.opcalls = OpRules(self)
         self.masks = MaskRules(self)
         self.losses = LossRules(self)
+        self.control = ControlRules(self)
         self.expressions.register(ast.Call, self.calls.eval_Call)
         self.expressions.register(ast.Repeat, self.calls.eval_Repeat)
 

@@ -107,12 +107,30 @@ class ExpressionRules:
         if e.id in scope.formals:
             v = scope.formals[e.id]
             return v if isinstance(v, Poison) else Const(v, e.span)
+        if e.id in scope.symbols:
+            return self.size(e, scope)
         found = lookup_global(e.id, scope.namespace)
         if found is not None:
             return found
         if e.id in DTYPES:
             return Const(e.id, e.span)
         self.unknown_name(e.id, e.span, scope)
+        return POISON
+
+    def size(self, e: ast.Name, scope: Scope) -> Any:
+        """A size named in an input's type, read as a number: `input x : float32[B, C]`
+        then `Dense(C / 2)`. It is the caller's size, known only when it is a number."""
+        size = scope.symbols[e.id]
+        if isinstance(size, int):
+            return Const(size, e.span)
+        where = scope.symbol_spans.get(e.id)
+        self.el.sink.error(
+            "unknown-dimension", f"`{e.id}` is a symbolic size"
+            + ("" if str(size) == e.id else f" (here {size})")
+            + ", not a number known at compile time", e.span,
+            notes=[Note(f"`{e.id}` takes its size from this input", where)] if where else [],
+            help=f"give the input a known size for `{e.id}`, or pass the number as a "
+                 f"parameter of the {scope.definition_kind}")
         return POISON
 
     def unknown_name(self, name: str, span: Span, scope: Scope) -> None:

@@ -135,32 +135,26 @@ class LayerRules:
             name_value = self.el.expressions.eval(given["name"][0], scope)
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
                 name = name_value.value
-                if name in scope.taken:
-                    first = scope.taken[name]
+                if scope.local(name) in scope.taken:
+                    first = scope.taken[scope.local(name)]
                     self.el.sink.error(
                         "duplicate-definition", f"two layers are named `{name}`: their "
                         "parameters would collide in the checkpoint", name_value.span,
                         notes=[Note("the name is first taken here", first)] if first else [],
                         help="give each layer its own name")
-                layer.path = scope.claim(name, name_value.span)
+                else:  # after the error the layer keeps an automatic name: no echoes
+                    layer.path = scope.claim(name, name_value.span)
         return layer
 
     def call_layer(self, layer: LayerValue, args: list[Any],
                    keywords: dict[str, tuple[Any, Any]], e: ast.Call, scope: Scope) -> Any:
         op = layer.op
         if layer.path is None:
-            path = scope.auto_path(op.snake_name, e.span)
-            cached = scope.cache.get(path[len(scope.prefix):]) if scope.cache is not None \
-                else None
-            if isinstance(cached, LayerValue) and cached.op is op:
-                layer.path, layer.params = cached.path, cached.params
-                layer.param_shapes = cached.param_shapes
-                layer.calls = cached.calls
-                layer = cached
-            else:
-                layer.path = path
-                if scope.cache is not None:
-                    scope.cache[path[len(scope.prefix):]] = layer
+            layer.path = scope.auto_path(op.snake_name, e.span)
+        settled = self.el.calls.settle(layer, scope)
+        if settled is None:
+            return POISON
+        layer = settled
         inputs, call_args = self.el.opcalls.bind_inputs(op, args, keywords, e, call_args=op.call_args)
         if inputs is None:
             return POISON
@@ -227,6 +221,13 @@ class LayerRules:
                                 f"`{pname}`", span)
                 ok = False
         if not ok:
+            return False
+        previous = self.el.g.layers.get(record.path)
+        if previous is not None:
+            self.el.sink.error("duplicate-definition", f"two layers are named `{record.path}`",
+                               span, notes=[Note("the other layer is made here",
+                                                 previous.span)],
+                               help="a name given with `name =` names one layer")
             return False
         layer.params = params
         self.el.g.layers[record.path] = record

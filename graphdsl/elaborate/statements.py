@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphdsl.diagnostics import (
@@ -25,6 +26,7 @@ from graphdsl.elaborate.values import (
     Scope,
     Tensor,
     TupleValue,
+    article,
     describe,
     flatten,
     value_nodes,
@@ -46,9 +48,42 @@ if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back int
     from graphdsl.elaborate.core import Elaborator
 
 
+@dataclass
+class Body:
+    """One run of a definition body: what its statements share."""
+
+    node: ast.Definition
+    scope: Scope
+    top_level: bool
+    bound_inputs: dict[str, tuple[Tensor, Span]] | None
+    outputs: list[tuple[str | None, Any]] = field(default_factory=list)
+    declared: dict[str, Span] = field(default_factory=dict)
+    named_results: dict[str, Span] = field(default_factory=dict)
+    nested_in: str | None = None  # "for" or "if" while running a nested statement list
+
+    def declare(self, el: Elaborator, ident: ast.Ident, what: str) -> None:
+        if ident.name in self.declared:
+            # the first definition is superseded, not unused: one error, no echoes
+            el.g.excused.update(value_nodes(self.scope.env.get(ident.name)))
+            el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already defined",
+                          ident.span, notes=[Note("first defined here", self.declared[ident.name])])
+        self.declared[ident.name] = ident.span
+
+
 class StatementRules:
     def __init__(self, el: Elaborator) -> None:
         self.el = el
+        # statement kind -> its rule; the control room registers `for` and `if`
+        self.rules: dict[type, Callable[[Any, Body], None]] = {
+            ast.InputStmt: self.declaration, ast.TargetStmt: self.declaration,
+            ast.LayerStmt: self.layer, ast.ParamStmt: self.param,
+            ast.Assign: lambda stmt, body: self.assign(stmt, body.scope),
+            ast.OutputStmt: self.output, ast.LossStmt: self.loss_or_metric,
+            ast.MetricStmt: self.loss_or_metric,
+        }
+
+    def register(self, kind: type, rule: Callable[[Any, Body], None]) -> None:
+        self.rules[kind] = rule
 
     def watched(self, body: Sequence[ast.Stmt], scope: Scope) -> Iterator[ast.Stmt]:
         """The statements of a body. After one that reported an error, or that read a value
@@ -70,76 +105,83 @@ class StatementRules:
                  bound_inputs: dict[str, tuple[Tensor, Span]] | None
                  ) -> list[tuple[str | None, Any]]:
         """Evaluate a definition body; return its outputs (name, value) in order."""
-        outputs: list[tuple[str | None, Any]] = []
-        declared: dict[str, Span] = {}
-        named_results: dict[str, Span] = {}
-
-        def declare(ident: ast.Ident, what: str) -> None:
-            if ident.name in declared:
-                # the first definition is superseded, not unused: one error, no echoes
-                self.el.g.excused.update(value_nodes(scope.env.get(ident.name)))
-                self.el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already "
-                                f"defined", ident.span,
-                                notes=[Note("first defined here", declared[ident.name])])
-            declared[ident.name] = ident.span
-
-        for stmt in self.watched(node.body, scope):
-            if isinstance(stmt, (ast.InputStmt, ast.TargetStmt)):
-                declare(stmt.name, "input" if isinstance(stmt, ast.InputStmt) else "target")
-                if isinstance(stmt, ast.TargetStmt) and node.kind == "block":
-                    self.el.sink.error("invalid-statement", "a block has no targets: declare "
-                                    "targets in the model that trains", stmt.span)
-                    continue
-                if isinstance(stmt, ast.TargetStmt) and not top_level:
-                    continue  # a model used as a layer contributes its forward pass only
-                self.input_stmt(stmt, scope, top_level, bound_inputs)
-            elif isinstance(stmt, ast.LayerStmt):
-                declare(stmt.name, "layer")
-                self.layer_stmt(stmt, scope)
-            elif isinstance(stmt, ast.ParamStmt):
-                for ident in stmt.names:
-                    declare(ident, "parameter")
-                self.param_stmt(stmt, scope)
-            elif isinstance(stmt, ast.Assign):
-                self.assign(stmt, scope)
-            elif isinstance(stmt, ast.OutputStmt):
-                if stmt.name is not None:
-                    if stmt.name.name in named_results:
-                        self.el.g.excused.update(value_nodes(scope.env.get(stmt.name.name)))
-                        self.el.sink.error("duplicate-definition", f"output `{stmt.name.name}` is "
-                                        "already defined", stmt.name.span,
-                                        notes=[Note("first defined here",
-                                                    named_results[stmt.name.name])])
-                    named_results[stmt.name.name] = stmt.name.span
-                value = self.el.expressions.eval(stmt.value, scope)
-                if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None:
-                    scope.env[stmt.name.name] = value
-                if not isinstance(value, (Tensor, TupleValue, Poison)):
-                    self.el.sink.error("argument-type", f"an output must be a tensor, got "
-                                    f"{describe(value)}", stmt.value.span)
-                    value = POISON
-                outputs.append((stmt.name.name if stmt.name else None, value))
-                if top_level:
-                    self.output_stmt(stmt, value, scope)
-            elif isinstance(stmt, (ast.LossStmt, ast.MetricStmt)):
-                if node.kind == "block":
-                    self.el.sink.error("invalid-statement", "losses and metrics belong in a model, "
-                                    "not a block", stmt.span)
-                elif top_level:
-                    if isinstance(stmt, ast.LossStmt):
-                        self.el.losses.loss_stmt(stmt, scope)
-                    else:
-                        self.el.losses.metric_stmt(stmt, scope)
-        if not outputs and not top_level:
+        body = Body(node, scope, top_level, bound_inputs)
+        self.run(node.body, body)
+        if not body.outputs and not top_level:
             self.el.sink.error("invalid-statement", f"`{node.name.name}` has no `output`, so it "
                             "cannot be used as a layer", node.name.span)
-        return outputs
+        return body.outputs
+
+    def run(self, statements: Sequence[ast.Stmt], body: Body) -> None:
+        for stmt in self.watched(statements, body.scope):
+            self.rules[type(stmt)](stmt, body)
+
+    def declaration(self, stmt: ast.InputStmt | ast.TargetStmt, body: Body) -> None:
+        kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
+        if body.nested_in is not None:
+            self.el.sink.error("invalid-statement", f"{article(kind)} `{kind}` is declared "
+                               f"at the top of the body, not inside `{body.nested_in}`",
+                               stmt.span)
+            return
+        body.declare(self.el, stmt.name, kind)
+        if isinstance(stmt, ast.TargetStmt) and body.node.kind == "block":
+            self.el.sink.error("invalid-statement", "a block has no targets: declare "
+                            "targets in the model that trains", stmt.span)
+            return
+        if isinstance(stmt, ast.TargetStmt) and not body.top_level:
+            return  # a model used as a layer contributes its forward pass only
+        self.input_stmt(stmt, body.scope, body.top_level, body.bound_inputs)
+
+    def layer(self, stmt: ast.LayerStmt, body: Body) -> None:
+        body.declare(self.el, stmt.name, "layer")
+        self.layer_stmt(stmt, body.scope)
+
+    def param(self, stmt: ast.ParamStmt, body: Body) -> None:
+        for ident in stmt.names:
+            body.declare(self.el, ident, "parameter")
+        self.param_stmt(stmt, body.scope)
+
+    def output(self, stmt: ast.OutputStmt, body: Body) -> None:
+        scope = body.scope
+        if stmt.name is not None:
+            if stmt.name.name in body.named_results:
+                self.el.g.excused.update(value_nodes(scope.env.get(stmt.name.name)))
+                self.el.sink.error("duplicate-definition", f"output `{stmt.name.name}` is "
+                                "already defined", stmt.name.span,
+                                notes=[Note("first defined here",
+                                            body.named_results[stmt.name.name])])
+            body.named_results[stmt.name.name] = stmt.name.span
+        value = self.el.expressions.eval(stmt.value, scope)
+        if isinstance(value, (Tensor, TupleValue, Poison)) and stmt.name is not None:
+            scope.env[stmt.name.name] = value
+        if not isinstance(value, (Tensor, TupleValue, Poison)):
+            self.el.sink.error("argument-type", f"an output must be a tensor, got "
+                            f"{describe(value)}", stmt.value.span)
+            value = POISON
+        body.outputs.append((stmt.name.name if stmt.name else None, value))
+        if body.top_level:
+            self.output_stmt(stmt, value, scope)
+
+    def loss_or_metric(self, stmt: ast.LossStmt | ast.MetricStmt, body: Body) -> None:
+        if body.node.kind == "block":
+            self.el.sink.error("invalid-statement", "losses and metrics belong in a model, "
+                            "not a block", stmt.span)
+        elif body.top_level:
+            if isinstance(stmt, ast.LossStmt):
+                self.el.losses.loss_stmt(stmt, body.scope)
+            else:
+                self.el.losses.metric_stmt(stmt, body.scope)
 
     def input_stmt(self, stmt: ast.InputStmt | ast.TargetStmt, scope: Scope, top_level: bool,
                    bound: dict[str, tuple[Tensor, Span]] | None) -> None:
         name = stmt.name.name
         if top_level:
             declared = self.tensor_type(stmt.type, scope)
+            for d, size in zip(stmt.type.dims, declared.shape or (), strict=False):
+                if isinstance(d, ast.Name) and isinstance(size, Sym) and \
+                        d.id not in scope.symbols:
+                    scope.symbols[d.id] = size  # read as a number, a clear error
+                    scope.symbol_spans[d.id] = d.span
             kind = "input" if isinstance(stmt, ast.InputStmt) else "target"
             node = self.el.add_node(f"{kind}:{name}:", kind=kind, name=name, type=declared,
                                  span=stmt.name.span)
@@ -180,6 +222,7 @@ class StatementRules:
             if isinstance(d, ast.Name) and d.id not in scope.formals and \
                     d.id not in scope.symbols and i < len(actual.shape):
                 scope.symbols[d.id] = actual.shape[i]
+                scope.symbol_spans[d.id] = d.span
             dims.append(self.dim_expr(d, scope))
         declared = TensorType(dtype, tuple(dims))
         if actual.dtype != dtype:
@@ -243,14 +286,15 @@ class StatementRules:
                             stmt.value.span, help=f"write `{stmt.name.name} = ...` for a tensor")
             value = POISON
         if isinstance(value, LAYER_LIKE):
-            cached = scope.cache.get(stmt.name.name) if scope.cache is not None else None
+            key = scope.local(stmt.name.name)
+            cached = scope.cache.get(key) if scope.cache is not None else None
             if cached is not None and type(cached) is type(value):
                 value = cached
             else:
                 if value.path is None:
                     value.path = scope.claim(stmt.name.name, stmt.name.span)
                 if scope.cache is not None:
-                    scope.cache[stmt.name.name] = value
+                    scope.cache[key] = value
         scope.env[stmt.name.name] = value
 
     def param_stmt(self, stmt: ast.ParamStmt, scope: Scope) -> None:
@@ -273,7 +317,8 @@ class StatementRules:
             self.el.layers.check_init_shape(init, shape, ", ".join(i.name for i in stmt.names),
                                   stmt.init.span if stmt.init else stmt.span)
         for ident in stmt.names:
-            cached = scope.cache.get(ident.name) if scope.cache is not None else None
+            cached = scope.cache.get(scope.local(ident.name)) if scope.cache is not None \
+                else None
             if isinstance(cached, Tensor):
                 scope.env[ident.name] = cached
                 continue
@@ -288,7 +333,7 @@ class StatementRules:
             tensor = Tensor(node, 0, TensorType(declared.dtype, shape), ident.span)
             scope.env[ident.name] = tensor
             if scope.cache is not None:
-                scope.cache[ident.name] = tensor
+                scope.cache[scope.local(ident.name)] = tensor
 
     def assign(self, stmt: ast.Assign, scope: Scope) -> None:
         value = self.el.expressions.eval(stmt.value, scope)

@@ -114,7 +114,7 @@ class Instance:
 class RepeatValue:
     count: int
     shared: bool
-    make: Callable[[], Any]  # makes one fresh layer-like value
+    make: Callable[[int], Any]  # makes copy i: one fresh layer-like value
     span: Span
     path: str | None = None
     members: list[Any] = field(default_factory=list)
@@ -164,8 +164,11 @@ class Scope:
         self.cache = cache  # None at a model's top level: nothing is reused there
         self.counters: dict[str, itertools.count[int]] = {}
         self.taken: dict[str, Span | None] = {}  # layer and parameter names -> where taken
+        self.settled: set[str] = set()  # cache keys given a layer by this run of the body
+        self.loop_path = ""  # ".2" in the third iteration of a `for` loop, ".2.0" nested
         self.model_name = model_name
-        self.symbols: dict[str, Dim] = {}
+        self.symbols: dict[str, Dim] = {}  # size names of the inputs' types -> the sizes
+        self.symbol_spans: dict[str, Span] = {}  # where each size name is bound
         self.definition_kind = "model"
         self.definition_name = model_name
         self.caller: Scope | None = None  # the scope of the call that expands this body
@@ -180,8 +183,12 @@ class Scope:
                 return self.prefix + name
 
     def claim(self, name: str, span: Span | None = None) -> str:
-        self.taken.setdefault(name, span)
-        return self.prefix + name
+        """The path of something named in the body; in a `for` loop, with the iteration."""
+        self.taken.setdefault(self.local(name), span)
+        return self.prefix + self.local(name)
+
+    def local(self, name: str) -> str:
+        return name + self.loop_path
 
 
 # --- the elaborator ----------------------------------------------------------------------

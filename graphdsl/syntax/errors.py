@@ -31,7 +31,7 @@ _OPERATORS = {"+", "-", "*", "/", "//", "@", "%", "**", "and", "or", ".", "(", "
 _EXPRESSION_STARTS = {"a name", "an integer", "a number", "a string", "`(`", "`[`", "`true`",
                       "`false`", "`-`", "`+`", "`not`", "`repeat`"}
 _STATEMENT_STARTS = {"input", "target", "layer", "param", "output", "loss", "metric",
-                     "inference"}
+                     "inference", "for", "if"}
 
 
 def _describe_expected(parser: lark.Lark, expected: set[str]) -> str:
@@ -406,7 +406,8 @@ def _character_help(char: str) -> str | None:
 
 _KEYWORDS = {"model", "block", "train", "input", "target", "layer", "param", "output", "loss",
              "metric", "import", "from", "repeat", "shared", "frozen", "constrain", "inference",
-             "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as"}
+             "optimizer", "freeze", "restore", "and", "or", "not", "true", "false", "as",
+             "for", "in", "if", "else"}
 
 
 # Statement keywords as Python, Keras or PyTorch habits spell them.
@@ -429,6 +430,10 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if token.type == "REPEAT":
         return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
             "`x + (repeat 2 Block()(x))`"
+    line_before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if token.type == "SHARED" and len(line_before) >= 2 and line_before[-2] == "as":
+        return "a `repeat N shared` has one copy, so it has no copy number: drop `as " \
+            f"{line_before[-1]}`, or drop `shared` to give each copy its own weights"
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()

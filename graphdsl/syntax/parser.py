@@ -141,6 +141,20 @@ class _TreeBuilder(Transformer_NonRecursive):
         name, value = c
         return ast.MetricStmt(self._span(meta), self._ident(name) if name else None, value)
 
+    def for_stmt(self, meta: Any, c: list[Any]) -> ast.ForStmt:
+        *names, iterable, body = c
+        return ast.ForStmt(self._span(meta), tuple(self._ident(n) for n in names), iterable,
+                           body)
+
+    def if_stmt(self, meta: Any, c: list[Any]) -> ast.IfStmt:
+        condition, then, otherwise = c
+        if isinstance(otherwise, ast.IfStmt):
+            otherwise = (otherwise,)
+        return ast.IfStmt(self._span(meta), condition, then, otherwise or ())
+
+    def stmt_block(self, meta: Any, c: list[Any]) -> tuple[ast.Stmt, ...]:
+        return tuple(c)
+
     # ---- train blocks
     def train_def(self, meta: Any, c: list[Any]) -> ast.TrainDef:
         name, *body = c
@@ -168,6 +182,10 @@ class _TreeBuilder(Transformer_NonRecursive):
     def repeat(self, meta: Any, c: list[Any]) -> ast.Repeat:
         count, shared, body = c
         return ast.Repeat(self._span(meta), count, shared is not None, body)
+
+    def indexed_repeat(self, meta: Any, c: list[Any]) -> ast.Repeat:
+        count, index, body = c
+        return ast.Repeat(self._span(meta), count, False, body, self._ident(index))
 
     def logical_or(self, meta: Any, c: list[Any]) -> ast.BinOp:
         return ast.BinOp(self._span(meta), "or", c[0], c[1])

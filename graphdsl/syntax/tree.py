@@ -100,6 +100,7 @@ class Repeat(Expr):
     count: Expr
     shared: bool
     body: Expr
+    index: Ident | None = None  # `repeat N as i BODY`: the body reads its copy's number
 
 
 # --- declarations and statements ------------------------------------------------------
@@ -173,6 +174,24 @@ class LossStmt(Stmt):
 class MetricStmt(Stmt):
     name: Ident | None
     value: Expr
+
+
+@dataclass(frozen=True)
+class ForStmt(Stmt):
+    """`for i, n in enumerate(stages) { ... }`: the body once per item, at elaboration."""
+
+    targets: tuple[Ident, ...]
+    iterable: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class IfStmt(Stmt):
+    """`if cond { ... } else { ... }` on a constant condition, at elaboration."""
+
+    condition: Expr
+    then: tuple[Stmt, ...]
+    otherwise: tuple[Stmt, ...]  # empty without `else`; an `else if` is one IfStmt
 
 
 @dataclass(frozen=True)

@@ -263,8 +263,8 @@ def test_a_repeated_stack_returns_every_hidden_state() -> None:
     assert error.code == "argument-value"
 
 
-def test_repeat_count_must_be_positive() -> None:
-    (error,) = errors_of(REPEAT.replace("repeat 3 MODE", "repeat 0"))
+def test_repeat_count_must_not_be_negative() -> None:
+    (error,) = errors_of(REPEAT.replace("repeat 3 MODE", "repeat (0 - 1)"))
     assert error.code == "argument-value"
     assert error.span.line == 8
 

@@ -32,7 +32,7 @@ FUZZ = {"derandomize": True, "deadline": None, "database": None, "print_blob": T
 KEYWORDS = ["model", "block", "train", "input", "target", "layer", "param", "output", "loss",
             "metric", "import", "from", "as", "repeat", "shared", "frozen", "constrain",
             "inference", "optimizer", "freeze", "restore", "and", "or", "not", "true",
-            "false"]
+            "false", "for", "in", "if", "else"]
 PUNCTUATION = ["{", "}", "(", ")", "[", "]", ",", ":", "=", ".", "...", "+", "-", "*", "/",
                "//", "%", "**", "@", "==", "!=", "<", "<=", ">", ">="]
 NAMES = ["x", "y", "h", "M", "B", "T", "d", "Dense", "LSTM", "Embedding", "Conv1D",

@@ -35,6 +35,7 @@ model M {
 TOKENS = ["model", "block", "train", "input", "target", "layer", "param", "output", "loss",
           "metric", "import", "from", "as", "repeat", "shared", "frozen", "constrain",
           "inference", "optimizer", "freeze", "restore", "and", "or", "not", "true", "false",
+          "for", "in", "if", "else",
           "{", "}", "(", ")", "[", "]", ",", ":", "=", ".", "...", "+", "-", "*", "/", "//",
           "%", "**", "@", "==", "<", ">=", "x", "h", "B", "T", "Dense", "relu", "float32",
           "int32", "0", "3", "1.5", "2e-3", '"lib.gdl"', "# comment\n", "\n"]
