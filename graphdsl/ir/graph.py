@@ -79,6 +79,8 @@ class ModelGraph:
     submodels: dict[str, str] = field(default_factory=dict)  # path prefix -> model name
     train: TrainConfig | None = None
     formals: dict[str, Any] = field(default_factory=dict)
+    # The formals given from outside (`--set`, ``args=``): rebuilding the model needs them.
+    arguments: dict[str, Any] = field(default_factory=dict)
     loss_statements: int = 0  # including ones whose term failed to check
 
     # -- queries
