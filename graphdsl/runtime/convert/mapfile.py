@@ -196,8 +196,9 @@ def _parse_rule(tokens: list[_Token], file: str, whole: Span,
     errors = len(sink.items)
     sources = _names(tokens[:arrow], file, sink, "source", whole)
     targets = _names(tokens[arrow + 1:bar], file, sink, "target", whole)
+    names_ok = len(sink.items) == errors
     transforms = _transforms(tokens[bar:], file, sink)
-    if len(sink.items) > errors:
+    if not names_ok:  # counting names that are not names would only repeat the mistake
         return None
     captured = {c for s in sources for c in s.captures}
     for name in targets + sources[1:]:
