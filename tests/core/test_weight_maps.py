@@ -257,3 +257,40 @@ def test_a_pickle_is_not_read_as_safetensors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         convert_file(net(), str(tmp_path / "w.safetensors"), "hf_gpt2", SourceMap())
     assert info.value.diagnostics[0].code == "bad-checkpoint"
+
+
+def test_hf_bert_reads_the_legacy_gamma_and_beta_names() -> None:
+    """Files converted from BERT's TensorFlow release name LayerNorm's tensors gamma/beta."""
+    d, ff = 8, 16
+    model = graphdsl.compile_file(
+        str(Path(__file__).resolve().parents[2] / "examples" / "bert_base.gdl"),
+        args={"vocab": 20, "context": 8, "d": d, "layers": 1, "heads": 2, "ff": ff}).model()
+    rng = np.random.default_rng(5)
+    shapes = {"embeddings.word_embeddings.weight": (20, d),
+              "embeddings.position_embeddings.weight": (8, d),
+              "embeddings.token_type_embeddings.weight": (2, d),
+              "embeddings.LayerNorm.gamma": (d,), "embeddings.LayerNorm.beta": (d,),
+              "encoder.layer.0.attention.output.dense.weight": (d, d),
+              "encoder.layer.0.attention.output.dense.bias": (d,),
+              "encoder.layer.0.attention.output.LayerNorm.gamma": (d,),
+              "encoder.layer.0.attention.output.LayerNorm.beta": (d,),
+              "encoder.layer.0.intermediate.dense.weight": (ff, d),
+              "encoder.layer.0.intermediate.dense.bias": (ff,),
+              "encoder.layer.0.output.dense.weight": (d, ff),
+              "encoder.layer.0.output.dense.bias": (d,),
+              "encoder.layer.0.output.LayerNorm.gamma": (d,),
+              "encoder.layer.0.output.LayerNorm.beta": (d,),
+              "pooler.dense.weight": (d, d), "pooler.dense.bias": (d,),
+              "cls.predictions.bias": (20,)}
+    for p in ("query", "key", "value"):
+        shapes[f"encoder.layer.0.attention.self.{p}.weight"] = (d, d)
+        shapes[f"encoder.layer.0.attention.self.{p}.bias"] = (d,)
+    foreign = {"bert." + k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    wmap_path = Path(graphdsl.__file__).parent / "maps" / "hf_bert.map"
+    wmap, _ = parsed(wmap_path.read_text())
+    out = convert_arrays(foreign, wmap, model)
+    np.testing.assert_array_equal(out["bert_layer.0.layer_normalization_1.beta"],
+                                  foreign["bert.encoder.layer.0.output.LayerNorm.beta"])
+    np.testing.assert_array_equal(
+        out["bert_layer.0.multi_head_attention.query_kernel"],
+        foreign["bert.encoder.layer.0.attention.self.query.weight"].T.reshape(d, 2, 4))
