@@ -184,3 +184,58 @@ def test_resnet18_from_torchvision(tmp_path: Path) -> None:
     channels_last = {"image": np.ascontiguousarray(image.transpose(0, 2, 3, 1))}
     for out in both_backends("resnet18.gdl", args, values, channels_last):
         close(out["logits"], expected, 1e-5)
+
+
+# ---- Keras .weights.h5 ----------------------------------------------------------------------
+
+SMALL_CNN = """\
+model SmallCnn(classes: int = 5) {
+    input image : float32[B, 12, 12, 3]
+    layer conv = Conv2D(8, 3, strides = 2, padding = "same")
+    layer bn = BatchNormalization(epsilon = 1e-3)
+    layer head = Dense(classes)
+    inference output logits = head(GlobalAveragePooling2D()(relu(bn(conv(image)))))
+}
+"""
+
+# Keras 3 names a layer's variables in .weights.h5 by the layer's class and position
+# (`layers/conv2d/vars/0`), whatever the layer's own name.
+SMALL_CNN_MAP = """\
+layers/conv2d/vars/0 -> conv.kernel
+layers/conv2d/vars/1 -> conv.bias
+layers/batch_normalization/vars/0 -> bn.gamma
+layers/batch_normalization/vars/1 -> bn.beta
+layers/batch_normalization/vars/2 -> bn.moving_mean
+layers/batch_normalization/vars/3 -> bn.moving_variance
+layers/dense/vars/0 -> head.kernel
+layers/dense/vars/1 -> head.bias
+"""
+
+
+def test_keras_weights_h5(tmp_path: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="c")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=1e-3, name="b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    source = keras.Model(inputs, keras.layers.Dense(5, name="d")(x))
+    rng = np.random.default_rng(6)
+    for w in source.weights:  # no zero bias or unit statistics to hide a mistake
+        w.assign(rng.uniform(0.5, 1.5, tuple(w.shape)).astype(np.float32))
+    source.save_weights(str(tmp_path / "cnn.weights.h5"))
+    (tmp_path / "cnn.gdl").write_text(SMALL_CNN)
+    (tmp_path / "cnn.map").write_text(SMALL_CNN_MAP)
+    out = tmp_path / "cnn.safetensors"
+    assert main(["convert", str(tmp_path / "cnn.gdl"), "--from", str(tmp_path / "cnn.weights.h5"),
+                 "--map", str(tmp_path / "cnn.map"), "--out", str(out)]) == 0
+    values = load_checkpoint(str(out)).tensors
+    image = rng.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    expected = np.asarray(source(image, training=False))
+    program_path = str(tmp_path / "cnn.gdl")
+    module = graphdsl.compile_file(program_path, backend="torch", values=values).eval()
+    with torch.no_grad():
+        close(module(image=torch.from_numpy(image))["logits"].numpy(), expected, 1e-5)
+    keras_model = graphdsl.compile_file(program_path, backend="keras", values=values)
+    close(np.asarray(keras_model({"image": image})["logits"]), expected, 1e-5)
