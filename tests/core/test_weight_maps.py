@@ -294,3 +294,24 @@ def test_hf_bert_reads_the_legacy_gamma_and_beta_names() -> None:
     np.testing.assert_array_equal(
         out["bert_layer.0.multi_head_attention.query_kernel"],
         foreign["bert.encoder.layer.0.attention.self.query.weight"].T.reshape(d, 2, 4))
+
+
+def test_two_foreign_tensors_may_make_one_tied_tensor_when_equal() -> None:
+    model = graphdsl.compile("""\
+model Lm(vocab: int = 5) {
+    input ids : int32[B, T]
+    layer wte = Embedding(vocab, 3)
+    inference output logits = Dense(vocab, use_bias = false, kernel = wte.embeddings.T)(
+        wte(ids))
+}
+""").model()
+    wmap, _ = parsed("embed.weight -> wte.embeddings\nhead.weight -> wte.embeddings\n")
+    table = rng_arrays(t=(5, 3))["t"]
+    out = convert_arrays({"embed.weight": table, "head.weight": table.copy()}, wmap, model)
+    np.testing.assert_array_equal(out["wte.embeddings"], table)
+    with pytest.raises(CheckpointError) as info:
+        convert_arrays({"embed.weight": table, "head.weight": table * 2}, wmap, model)
+    (note,) = info.value.diagnostics[0].notes
+    assert note.span.line == 2
+    assert note.message == ("`wte.embeddings` is made from `embed.weight` (line 1) and from "
+                            "`head.weight`, which differ; the model has one tensor for both")

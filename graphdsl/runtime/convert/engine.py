@@ -154,13 +154,17 @@ def _apply_rule(rule: Rule, arrays: dict[str, np.ndarray],
                                      f"`{target}`, which is {list(expected[target])} in model "
                                      f"`{model_name}`", rule.span))
                 continue
+            value = np.ascontiguousarray(value.astype(dtypes[target]))
             if target in made:
-                first = made[target].span
-                problems.append(Note(f"`{target}` is made twice: from `{made[target].source}` "
-                                     f"(line {first.line}) and from `{name}`", rule.span))
+                # Two foreign tensors for one model tensor: the model ties what the other
+                # tool kept apart, which is right only if they hold the same numbers.
+                if not np.array_equal(made[target].value, value):
+                    problems.append(Note(
+                        f"`{target}` is made from `{made[target].source}` (line "
+                        f"{made[target].span.line}) and from `{name}`, which differ; the "
+                        "model has one tensor for both", rule.span))
                 continue
-            made[target] = _Made(np.ascontiguousarray(value.astype(dtypes[target])), name,
-                                 rule.span)
+            made[target] = _Made(value, name, rule.span)
 
 
 def _run_transforms(transforms: list[Transform], values: list[np.ndarray],

@@ -16,8 +16,9 @@ that starts with white space continues the one before. In names, ``{x}`` capture
 segment (no ``.`` or ``/``), the same capture in every name of the rule, and ``*`` (in
 ``ignore`` only) anything. Several sources need ``concat(axis)`` or ``add`` first; several
 targets need a ``split(axis)``, after which each transform applies to each part. ``reshape``
-without sizes takes the target's shape. Every position is kept, so that a problem found
-while converting points at its rule.
+without sizes takes the target's shape. Two rules may make one model tensor (the model
+ties what the other tool kept apart) when they give the same numbers. Every position is
+kept, so that a problem found while converting points at its rule.
 """
 
 from __future__ import annotations
