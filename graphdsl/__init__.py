@@ -15,6 +15,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from .compiler import Program, compile_path, compile_text
@@ -24,16 +25,22 @@ __version__ = "0.1.0"
 
 
 def compile(source: str, *, file: str = "<string>", model: str | None = None,
-            backend: str | None = None, base_dir: str | None = None, **backend_options: Any) -> Any:
-    """Check a program given as text. With ``backend``, build that model natively."""
-    program = compile_text(source, file, model=model, base_dir=base_dir)
+            backend: str | None = None, base_dir: str | None = None,
+            args: Mapping[str, Any] | None = None, **backend_options: Any) -> Any:
+    """Check a program given as text. With ``backend``, build that model natively.
+
+    ``args`` overrides the model's parameters (`model GPT2(vocab: int = 50257, ...)`), as
+    `--set vocab=100` does on the command line: ``args={"vocab": 100}``.
+    """
+    program = compile_text(source, file, model=model, base_dir=base_dir, args=args)
     return _finish(program, model, backend, backend_options)
 
 
 def compile_file(path: str, *, model: str | None = None, backend: str | None = None,
-                 **backend_options: Any) -> Any:
-    """Check a program file. With ``backend``, build that model natively."""
-    program = compile_path(str(path), model=model)
+                 args: Mapping[str, Any] | None = None, **backend_options: Any) -> Any:
+    """Check a program file. With ``backend``, build that model natively; ``args`` as for
+    :func:`compile`."""
+    program = compile_path(str(path), model=model, args=args)
     return _finish(program, model, backend, backend_options)
 
 
@@ -47,14 +54,16 @@ def _finish(program: Program, model: str | None, backend: str | None,
 
 
 def train_file(path: str, *, model: str | None = None, backend: str = "torch",
-               out: str | None = None, resume: bool = False, **settings: Any) -> Any:
+               out: str | None = None, resume: bool = False,
+               args: Mapping[str, Any] | None = None, **settings: Any) -> Any:
     """Train a model of a program file as `graphdsl train` does; returns the trained module.
 
-    ``settings`` override the train block (epochs, steps, batch, lr, seed, data, device...).
+    ``settings`` override the train block (epochs, steps, batch, lr, seed, data, device...);
+    ``args`` the model's parameters, as for :func:`compile`.
     """
     from .backends import get_backend
 
-    program = compile_path(str(path), model=model)
+    program = compile_path(str(path), model=model, args=args)
     return get_backend(backend).train(program, program.model(model), settings, out=out,
                                       resume=resume)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphdsl.syntax import tree as ast
 
+from .arguments import ModelArguments
 from .checks import run_checks
 from .diagnostics import (
     Diagnostic,
@@ -216,14 +217,17 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
 
 def compile_text(text: str, file: str = "<string>", *, model: str | None = None,
                  memory_limit: int | None = None, base_dir: str | None = None,
-                 files: dict[str, str] | None = None) -> Program:
+                 files: dict[str, str] | None = None,
+                 args: Mapping[str, Any] | None = None) -> Program:
     """Check a program given as text; raise GraphdslError carrying every diagnostic.
 
     ``files`` gives the text of imported files by absolute path (nothing is read from disk
-    for them): how a saved model is rebuilt from its configuration.
+    for them): how a saved model is rebuilt from its configuration. ``args`` overrides the
+    formals of the selected model (of every model when none is selected): Python values,
+    or `CommandLineValue`s for `--set` text (graphdsl/arguments.py).
     """
     session = _Session(virtual=dict(files or {}))
-    return _compile(session, file, text, model, memory_limit, base_dir)
+    return _compile(session, file, text, model, memory_limit, base_dir, args)
 
 
 def _root_base(file: str, base_dir: str | None) -> str:
@@ -233,16 +237,18 @@ def _root_base(file: str, base_dir: str | None) -> str:
 
 
 def compile_path(path: str, *, model: str | None = None,
-                 memory_limit: int | None = None) -> Program:
+                 memory_limit: int | None = None,
+                 args: Mapping[str, Any] | None = None) -> Program:
     session = _Session()
     text = read_source(path, session.sink, session.sources)
     if text is None:
         raise GraphdslError(session.sink.sorted(), session.sources)
-    return _compile(session, path, text, model, memory_limit, None)
+    return _compile(session, path, text, model, memory_limit, None, args)
 
 
 def _compile(session: _Session, file: str, text: str, model: str | None,
-             memory_limit: int | None, base_dir: str | None) -> Program:
+             memory_limit: int | None, base_dir: str | None,
+             args: Mapping[str, Any] | None = None) -> Program:
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 20_000))
     # The compiler allocates many small objects and frees nothing until it returns: the
@@ -258,7 +264,8 @@ def _compile(session: _Session, file: str, text: str, model: str | None,
             session.sink.error("bad-file", f"{file} is empty: it defines no model, block or "
                                "train block", file=file)
         elif loaded is not None:
-            models = _elaborate(session, loaded, model, memory_limit, base_dir)
+            arguments = ModelArguments(args or {}, session.sources)
+            models = _elaborate(session, loaded, model, memory_limit, base_dir, arguments)
     finally:
         sys.setrecursionlimit(old_limit)
         if collecting:
@@ -270,7 +277,8 @@ def _compile(session: _Session, file: str, text: str, model: str | None,
 
 
 def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
-               memory_limit: int | None, base_dir: str) -> dict[str, ModelGraph]:
+               memory_limit: int | None, base_dir: str,
+               arguments: ModelArguments) -> dict[str, ModelGraph]:
     module = loaded.module
     defs = {d.name.name: d for d in module.definitions}
     all_models = {d.name.name: d for d in module.definitions if d.kind == "model"}
@@ -307,15 +315,25 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         return {}
     models: dict[str, ModelGraph] = {}
     wanted = _with_submodels(only, all_models) if only is not None else set(all_models)
+    # Arguments from outside go to the selected model; with none selected, to every model
+    # of the file that declares them. Models it uses as layers keep their own defaults.
+    selected = [all_models[only]] if only is not None else list(all_models.values())
+    if arguments:
+        arguments.check_names(selected, session.sink)
     for name, node in all_models.items():
         if name not in wanted:
             continue
         definition = loaded.namespace.definitions.get(name)
         if not isinstance(definition, Definition) or definition.node is not node:
             continue
+        given: dict[str, Any] = {}
+        if arguments and any(node is s for s in selected):
+            definition = Definition(arguments.apply(node), definition.namespace)
+            given = arguments.for_model(node)
         elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
         elaborator.missing_files_ok = bool(session.virtual)
         graph = elaborator.model(definition)
+        graph.arguments = given
         train = trains.get(name)
         if train is not None:
             graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)

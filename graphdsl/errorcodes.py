@@ -52,6 +52,9 @@ CODES: dict[str, str] = {
     "bad-data": "training data that does not fit the model (missing arrays, wrong dtype or "
                 "shape, unreadable file)",
     "non-finite-loss": "training stopped because a loss term became NaN or infinite",
+    "weight-map": "a weight map (`graphdsl convert --map`) that cannot be found or read",
+    "weight-conversion": "foreign weights that do not convert through the map (unmapped, "
+                         "missing or mis-shaped tensors)",
     # resources
     "memory-limit": "the model's parameters need more memory than the configured limit",
     "resource-limit": "elaborating the program would expand more ops, blocks or repeats than "
@@ -61,4 +64,4 @@ CODES: dict[str, str] = {
 # Codes that `graphdsl compile` never produces: they come from training, evaluation and
 # loading weights or data.
 RUNTIME_CODES = frozenset({"bad-checkpoint", "checkpoint-mismatch", "bad-data",
-                           "non-finite-loss"})
+                           "non-finite-loss", "weight-map", "weight-conversion"})

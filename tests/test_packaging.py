@@ -79,10 +79,11 @@ def test_wheel_holds_every_source_file_at_its_mapped_path(built: dict[str, Path]
         names = set(zf.namelist())
     expected = set()
     for rel in _source_files():
-        if rel.parts[0] in MAPPED and rel.suffix in {".py", ".lark"}:
+        if rel.parts[0] in MAPPED and rel.suffix in {".py", ".lark", ".map"}:
             expected.add("/".join((MAPPED[rel.parts[0]], *rel.parts[1:])))
     assert "graphdsl/__init__.py" in expected
     assert "graphdsl/grammar/graphdsl.lark" in expected
+    assert "graphdsl/maps/hf_gpt2.map" in expected   # weight maps are package data
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel (a folder without __init__.py?): {missing}"
     stray = sorted(n for n in names if n.split("/")[0] in {"backends", "grammar", "tests"})

@@ -116,7 +116,8 @@ class GraphModel(keras.Model):
     """
 
     def __init__(self, source: str, file: str, model_name: str,
-                 files: dict[str, str] | None = None, seed: int = 0, **kwargs: Any):
+                 files: dict[str, str] | None = None, seed: int = 0,
+                 arguments: dict[str, Any] | None = None, **kwargs: Any):
         kwargs.setdefault("name", model_name)
         super().__init__(**kwargs)
         self.program_source = source
@@ -124,7 +125,11 @@ class GraphModel(keras.Model):
         self.model_name = model_name
         self.program_files = dict(files or {})
         self.seed = seed
-        program = compile_text(source, file, model=model_name, files=self.program_files)
+        # The model's parameters given from outside (`--set`, ``args=``): part of the
+        # configuration, so that the rebuilt model has the same sizes.
+        self.arguments = dict(arguments or {})
+        program = compile_text(source, file, model=model_name, files=self.program_files,
+                               args=self.arguments)
         self.ir: ModelGraph = program.models[model_name]
         self._build_variables(initial_values(self.ir, seed))
         codegen = Codegen(self.ir, load_all(), self._param_access,
@@ -322,7 +327,7 @@ class GraphModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {"source": self.program_source, "file": self.program_file,
                 "model_name": self.model_name, "files": self.program_files,
-                "seed": self.seed, "name": self.name}
+                "seed": self.seed, "arguments": self.arguments, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GraphModel:
@@ -334,10 +339,13 @@ def build_model(program: Any, model: ModelGraph, seed: int = 0,
     """A GraphModel for ``model`` of a compiled program."""
     texts = program.sources.texts
     root = program.file
-    files = {os.path.abspath(p): t for p, t in texts.items() if p != root}
+    # (`<arguments>` and other names in angle brackets are not files.)
+    files = {os.path.abspath(p): t for p, t in texts.items()
+             if p != root and not p.startswith("<")}
     # The root's absolute path: rebuilt elsewhere, its imports resolve to the saved texts.
     file = root if root.startswith("<") else os.path.abspath(root)
-    result = GraphModel(texts[root], file, model.name, files=files, seed=seed)
+    result = GraphModel(texts[root], file, model.name, files=files, seed=seed,
+                        arguments=model.arguments)
     if values is not None:
         result.load_arrays(values)
     return result

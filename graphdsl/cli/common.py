@@ -21,11 +21,28 @@ class CommandParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """`--model M` and `--set NAME=VALUE`: which model of the file, and its parameters.
+    Every command that compiles a program adds them here, so they read the same."""
+    parser.add_argument("--model", help="which model of the file (by default `compile` checks them all and "
+                             "the other commands use the last one)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        dest="set_args",
+                        help="override a parameter of the model, type-checked like its "
+                             "default (repeatable): --set vocab=1000 --set d=64")
+
+
 def load_program(args: Any) -> tuple[Any, int]:
     """Compile args.file; on errors print them and return (None, exit code)."""
+    from graphdsl.arguments import SetOptionError, parse_set_options
     from graphdsl.checks.resources import parse_bytes
     from graphdsl.compiler import compile_path
 
+    try:
+        overrides = parse_set_options(getattr(args, "set_args", None))
+    except SetOptionError as exc:
+        sys.stderr.write(f"graphdsl: error: {exc}\n")
+        return None, EXIT_USAGE
     limit = None
     if getattr(args, "memory_limit", None):
         try:
@@ -37,7 +54,8 @@ def load_program(args: Any) -> tuple[Any, int]:
         sys.stderr.write(f"graphdsl: error: no such file: {args.file}\n")
         return None, EXIT_USAGE
     try:
-        program = compile_path(args.file, model=args.model, memory_limit=limit)
+        program = compile_path(args.file, model=args.model, memory_limit=limit,
+                               args=overrides)
     except GraphdslError as err:
         if getattr(args, "json", False):
             from graphdsl.compiler import program_json

@@ -8,14 +8,14 @@ import os
 import sys
 from typing import Any
 
-from graphdsl.cli.common import EXIT_OK, EXIT_USAGE, load_program
+from graphdsl.cli.common import EXIT_OK, EXIT_USAGE, add_model_options, load_program
 from graphdsl.diagnostics import report
 
 
 def add_compile_command(sub: Any) -> None:
     c = sub.add_parser("compile", help="check a program and summarise its models")
     c.add_argument("file")
-    c.add_argument("--model", help="only this model")
+    add_model_options(c)
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.add_argument("--dot", metavar="OUT.dot", help="write a Graphviz picture of the model")
     c.add_argument("--svg", metavar="OUT.svg", help="render the picture to SVG (needs `dot`)")

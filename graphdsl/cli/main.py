@@ -1,4 +1,4 @@
-"""The `graphdsl` command: compile (check, summarise, draw), train, eval.
+"""The `graphdsl` command: compile (check, summarise, draw), train, eval, convert.
 
 Exit codes: 0 clean (warnings allowed), 1 errors in the program, 2 bad usage.
 """
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from graphdsl.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
 from graphdsl.cli.compile import add_compile_command, cmd_compile
+from graphdsl.cli.convert import add_convert_command, cmd_convert
 from graphdsl.cli.train import add_train_commands, run_command
 
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     add_compile_command(sub)
     add_train_commands(sub)
+    add_convert_command(sub)
     return parser
 
 
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compile":
             return cmd_compile(args)
+        if args.command == "convert":
+            return cmd_convert(args)
         return run_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("graphdsl: interrupted\n")

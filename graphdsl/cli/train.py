@@ -6,14 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from graphdsl.cli.common import EXIT_USAGE, load_program
+from graphdsl.cli.common import EXIT_USAGE, add_model_options, load_program
 
 
 def add_train_commands(sub: Any) -> None:
     for name, helptext in (("train", "train a model"), ("eval", "evaluate saved weights")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("file")
-        p.add_argument("--model")
+        add_model_options(p)
         p.add_argument("--backend", choices=("torch", "keras"), default="torch")
         p.add_argument("--data")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"))

@@ -82,6 +82,8 @@ class ModelGraph:
     # mistake is reported once, not again as an unused input or parameter.
     excused: set[str] = field(default_factory=set)
     formals: dict[str, Any] = field(default_factory=dict)
+    # The formals given from outside (`--set`, ``args=``): rebuilding the model needs them.
+    arguments: dict[str, Any] = field(default_factory=dict)
     loss_statements: int = 0  # including ones whose term failed to check
 
     # -- queries

@@ -76,8 +76,12 @@ def _serialise(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -
 
 
 def model_metadata(model: ModelGraph, program_file: str, **extra: Any) -> dict[str, str]:
+    # `formals` holds every parameter value the model was built with, `arguments` those
+    # given from outside (`--set`): enough to rebuild the same model from the program.
     meta = {"format": FORMAT, "program": os.path.basename(program_file), "model": model.name,
-            "graph_hash": model.graph_hash()}
+            "graph_hash": model.graph_hash(),
+            "formals": json.dumps(model.formals, sort_keys=True, default=str),
+            "arguments": json.dumps(model.arguments, sort_keys=True)}
     meta.update({k: str(v) for k, v in extra.items()})
     return meta
 

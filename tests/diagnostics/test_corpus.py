@@ -341,6 +341,24 @@ def run_runtime_case(name: str, tmp_path: Path) -> tuple[Diagnostic, ...]:
             save_checkpoint(str(tmp_path / "w.safetensors"), tensors,
                             model_metadata(model, "net.gdl"))
             select(model, load_checkpoint(str(tmp_path / "w.safetensors")))
+        elif name == "weight-map_unknown_transform":
+            from graphdsl.diagnostics import SourceMap
+            from graphdsl.runtime.convert import load_map
+
+            (tmp_path / "my.map").write_text("fc.weight -> hidden.kernel | transpos\n")
+            load_map(str(tmp_path / "my.map"), SourceMap())
+        elif name == "weight-conversion_unmapped_missing_misshaped":
+            from safetensors.numpy import save_file
+
+            from graphdsl.runtime.convert import convert_file
+
+            save_file({"fc.weight": np.zeros((8, 4), "float32"),   # not transposed
+                       "fc.bias": np.zeros((8,), "float32"),
+                       "extra": np.zeros((2,), "float32")},       # taken by no rule
+                      str(tmp_path / "w.safetensors"))
+            (tmp_path / "my.map").write_text("fc.weight -> hidden.kernel\n"
+                                             "fc.bias -> hidden.bias\n")
+            convert_file(model, str(tmp_path / "w.safetensors"), str(tmp_path / "my.map"))
         else:
             raise KeyError(name)
     except (DataError, CheckpointError) as err:
@@ -360,6 +378,11 @@ RUNTIME_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "checkpoint-mismatch", "does not fit model `Net`",
         ("shape: `hidden.kernel` is [5, 8]", "missing: `dense.kernel`",
          "unexpected: `head.kernel`")),
+    "weight-map_unknown_transform": ("weight-map", "unknown transform `transpos`", ()),
+    "weight-conversion_unmapped_missing_misshaped": (
+        "weight-conversion", "does not convert to model `Net`",
+        ("shape: `fc.weight` gives [8, 4] for `hidden.kernel`", "not mapped: `extra`",
+         "missing: `dense.kernel` [8, 3]: no rule makes it")),
 }
 
 

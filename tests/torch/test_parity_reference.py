@@ -230,7 +230,7 @@ def test_gpt2_matches_reference_with_causal_mask() -> None:
     module, arrays = built("gpt2_small")
     reference = ReferenceGPT2(arrays, layers=2).eval()
     inputs, _ = synthetic_batch(module, batch=3, steps=9, pad=False)
-    close(module(**inputs)["logits"], reference(inputs["ids"]))
+    close(module(**inputs)["logits"], reference(inputs["input_ids"]))
 
 
 class ReferenceBert(nn.Module):
@@ -251,13 +251,13 @@ class ReferenceBert(nn.Module):
                 "ln2": layer_norm(arrays, f"{p}.layer_normalization_1", 1e-12)}))
         self.pooler = linear(arrays, "dense")
 
-    def forward(self, ids: torch.Tensor, segment: torch.Tensor
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor, segment: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         steps = ids.shape[1]
         h = self.word(ids.long()) + self.position(torch.arange(steps)) + \
             self.token_type(segment.long())
         h = self.ln(h)
-        padding = ids == 0
+        padding = keep == 0
         for layer in self.layers:
             a, _ = layer["attn"](h, h, h, key_padding_mask=padding, need_weights=False)
             h = layer["ln1"](h + a)
@@ -269,12 +269,12 @@ def test_bert_matches_reference_with_padding_mask() -> None:
     module, arrays = built("bert_base")
     reference = ReferenceBert(arrays, layers=2).eval()
     inputs, _ = synthetic_batch(module, batch=4, steps=8, seed=3)
-    ids = inputs["ids"]
+    ids = inputs["input_ids"]
     assert bool((ids == 0).any()), "the batch must contain padding"
-    inputs["segment"] = (inputs["segment"] % 2).to(torch.int32)
+    inputs["attention_mask"] = (ids != 0).to(torch.int32)
+    inputs["token_type_ids"] = (inputs["token_type_ids"] % 2).to(torch.int32)
     out = module(**inputs)
-    sequence, pooled = reference(ids, inputs["segment"])
-    # padded query positions carry no meaning (the layers differ on them by convention);
-    # every real position, and therefore the pooled [CLS] vector, must agree
-    close(out["sequence"], sequence, where=ids != 0)
-    close(out["pooled"], pooled)
+    sequence, pooled = reference(ids, inputs["attention_mask"], inputs["token_type_ids"])
+    # the mask hides padded keys only (as in BERT): padded query positions agree too
+    close(out["last_hidden_state"], sequence)
+    close(out["pooler_output"], pooled)
