@@ -22,6 +22,7 @@ from .diagnostics import (
     Span,
     display_path,
 )
+from .elaborate.budget import MAX_NODES
 from .elaborate.core import Elaborator
 from .elaborate.train_block import check_train_block
 from .elaborate.values import Definition, Namespace
@@ -70,6 +71,10 @@ class _Session:
     # Files given as text (a model rebuilt from its saved configuration): path -> text.
     # Data files named by `from_file` need not exist then; saved weights replace them.
     virtual: dict[str, str] = field(default_factory=dict)
+    # A saved model's program may import only the files saved with it: nothing else is
+    # read from disk (an `import "/dev/zero"` in a planted .keras file reads nothing).
+    sealed: bool = False
+    max_nodes: int = MAX_NODES  # the elaboration budget of each model
 
 
 def read_source(path: str, sink: DiagnosticSink, sources: SourceMap, *,
@@ -153,6 +158,13 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
         return session.loaded[key]
     if text is None:
         text = session.virtual.get(key)
+    if text is None and session.sealed:
+        session.sink.error("import-error", f"`{shown or path}` is not one of the files saved "
+                           "with this model, and a saved model reads no other file",
+                           import_span, help="save the model again from a program whose "
+                           "imports it can embed")
+        session.loaded[key] = None
+        return None
     if text is None:
         text = read_source(key, session.sink, session.sources, import_span=import_span,
                            shown=shown)
@@ -218,15 +230,18 @@ def _load(session: _Session, path: str, text: str | None, import_span: Span | No
 def compile_text(text: str, file: str = "<string>", *, model: str | None = None,
                  memory_limit: int | None = None, base_dir: str | None = None,
                  files: dict[str, str] | None = None,
-                 args: Mapping[str, Any] | None = None) -> Program:
+                 args: Mapping[str, Any] | None = None,
+                 max_nodes: int | None = None) -> Program:
     """Check a program given as text; raise GraphdslError carrying every diagnostic.
 
-    ``files`` gives the text of imported files by absolute path (nothing is read from disk
-    for them): how a saved model is rebuilt from its configuration. ``args`` overrides the
+    ``files`` gives the text of imported files by absolute path: how a saved model is
+    rebuilt from its configuration. With ``files``, nothing at all is read from disk: an
+    import that is not among them is an error. ``args`` overrides the
     formals of the selected model (of every model when none is selected): Python values,
     or `CommandLineValue`s for `--set` text (graphdsl/arguments.py).
     """
-    session = _Session(virtual=dict(files or {}))
+    session = _Session(virtual=dict(files or {}), sealed=files is not None,
+                       max_nodes=max_nodes or MAX_NODES)
     return _compile(session, file, text, model, memory_limit, base_dir, args)
 
 
@@ -330,7 +345,8 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         if arguments and any(node is s for s in selected):
             definition = Definition(arguments.apply(node), definition.namespace)
             given = arguments.for_model(node)
-        elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir)
+        elaborator = Elaborator(session.sink, loaded.namespace, all_models, base_dir,
+                                max_nodes=session.max_nodes)
         elaborator.missing_files_ok = bool(session.virtual)
         graph = elaborator.model(definition)
         graph.arguments = given

@@ -1,8 +1,10 @@
 """Tensor types with symbolic dimensions.
 
-A dimension is an ``int`` or a :class:`Sym`, a linear combination of named sizes
-(``B``, ``T``, ``2*T + 1``). Anything non-linear (``(T - 3) // 2``) becomes an opaque
-symbol named by its expression, so equal expressions still compare equal.
+A dimension is an ``int`` or a :class:`Sym`: a polynomial in named sizes with integer
+coefficients, kept in a normal form (``B``, ``2*T + 1``, ``64*B*T``), so products and exact
+quotients simplify: reshaping ``[B, T, 64]`` to ``[-1, 4]`` gives ``16*B*T``, and back to
+``[-1, T, 64]`` gives ``B``. Anything else (``(T - 3) // 2``) becomes an opaque atom named
+by its expression, so equal expressions still compare equal.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 
 
 @dataclass(frozen=True)
 class Sym:
-    """sum(coef * name) + const, with terms sorted by name and no zero coefficients."""
+    """sum(coef * monomial) + const. A monomial is atoms joined by `*` in sorted order (an
+    atom is a size name, or a parenthesised opaque expression); terms are sorted by monomial
+    and no coefficient is zero."""
 
     terms: tuple[tuple[str, int], ...]
     const: int = 0
@@ -44,6 +48,31 @@ Dim = int | Sym
 Shape = tuple[Dim, ...]
 
 
+def _atoms(monomial: str) -> list[str]:
+    """`B*T*(H - 3)//(2)` -> its atoms, split at `*` outside parentheses."""
+    atoms, depth, start = [], 0, 0
+    for i, ch in enumerate(monomial):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "*" and depth == 0:
+            atoms.append(monomial[start:i])
+            start = i + 1
+    atoms.append(monomial[start:])
+    return [a for a in atoms if a]
+
+
+def _monomial(atoms: list[str]) -> str:
+    return "*".join(sorted(atoms))
+
+
+def _opaque(text: str) -> Sym:
+    # an atom must not split at `*`; atoms starting with `(` sort first in a monomial, so
+    # `(T - 3)//(2)*B` reads left to right as ((T - 3) // 2) * B
+    return Sym.named(text if len(_atoms(text)) == 1 else f"({text})")
+
+
 def _normalise(terms: dict[str, int], const: int) -> Dim:
     kept = tuple(sorted((n, c) for n, c in terms.items() if c != 0))
     return Sym(kept, const) if kept else const
@@ -53,6 +82,19 @@ def _parts(d: Dim) -> tuple[dict[str, int], int]:
     if isinstance(d, int):
         return {}, d
     return dict(d.terms), d.const
+
+
+def _polynomial(d: Dim) -> dict[str, int]:
+    """monomial ("" for the constant) -> coefficient."""
+    terms, const = _parts(d)
+    if const:
+        terms[""] = const
+    return terms
+
+
+def _from_polynomial(poly: dict[str, int]) -> Dim:
+    const = poly.pop("", 0)
+    return _normalise(poly, const)
 
 
 def dim_add(a: Dim, b: Dim, sign: int = 1) -> Dim:
@@ -70,22 +112,41 @@ def dim_sub(a: Dim, b: Dim) -> Dim:
 def dim_mul(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return a * b
-    if isinstance(b, int):
-        a, b = b, a
-    if isinstance(a, int):
-        tb, cb = _parts(b)
-        return _normalise({n: c * a for n, c in tb.items()}, cb * a)
-    return Sym.named(f"({a})*({b})")
+    out: dict[str, int] = {}
+    for ma, ca in _polynomial(a).items():
+        for mb, cb in _polynomial(b).items():
+            m = _monomial(_atoms(ma) + _atoms(mb))
+            out[m] = out.get(m, 0) + ca * cb
+    return _from_polynomial(out)
+
+
+def _divide_monomial(m: str, by: str) -> str | None:
+    atoms = _atoms(m)
+    for atom in _atoms(by):
+        if atom not in atoms:
+            return None
+        atoms.remove(atom)
+    return _monomial(atoms)
 
 
 def dim_floordiv(a: Dim, b: Dim) -> Dim:
+    """a // b: exact polynomial division by a single term (an int, `T`, `64*B`), else an
+    opaque atom."""
     if isinstance(a, int) and isinstance(b, int):
         return a // b
-    if isinstance(b, int) and b != 0:
-        ta, ca = _parts(a)
-        if all(c % b == 0 for c in ta.values()) and ca % b == 0:
-            return _normalise({n: c // b for n, c in ta.items()}, ca // b)
-    return Sym.named(f"({a})//({b})")
+    divisor = _polynomial(b)
+    if len(divisor) == 1:
+        (by, coef), = divisor.items()
+        if coef != 0:
+            out: dict[str, int] = {}
+            for m, c in _polynomial(a).items():
+                q = _divide_monomial(m, by)
+                if q is None or c % coef:
+                    break
+                out[q] = out.get(q, 0) + c // coef
+            else:
+                return _from_polynomial(out)
+    return _opaque(f"({a})//({b})")
 
 
 def dim_str(d: Dim) -> str:

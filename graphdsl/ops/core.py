@@ -160,8 +160,8 @@ def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:
         elif known_part == total:
             out[out.index(-1)] = 1
         else:
-            from ..ir.types import Sym
-            out[out.index(-1)] = Sym.named(f"({total})/({known_part})")
+            from ..ir.types import dim_floordiv
+            out[out.index(-1)] = dim_floordiv(total, known_part)
     elif product(out) != total:
         raise ShapeError(f"cannot reshape {shape_str(tuple(in_shape))} ({total} elements) into "
                          f"{shape_str(tuple(out))}", argument)
