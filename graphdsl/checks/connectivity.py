@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..diagnostics import DiagnosticSink
 from ..ir.graph import ModelGraph
 
@@ -21,6 +19,8 @@ def _ancestors_of(graph: ModelGraph, sinks: list[str]) -> set[str]:
 
 
 def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
+    import networkx as nx  # lazily: `import graphdsl` stays light
+
     # One topological sort answers "is there a cycle" in linear time; find_cycle alone
     # restarts its search from every root and is quadratic on long chains.
     cycle = None

@@ -10,8 +10,6 @@ floating-point tensor.
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..diagnostics import DiagnosticSink, Note, Span
 from ..ir.graph import ModelGraph
 from ..ir.types import FLOAT_DTYPES, TensorType
@@ -56,6 +54,8 @@ def _walk(graph: ModelGraph, sinks: list[str]) -> tuple[set[str], dict[str, str]
 def _why_blocked(graph: ModelGraph, blocked: dict[str, str], value_path: set[str],
                  param: str) -> tuple[str, Span | None] | None:
     """Where the parameter's value path to the loss loses its gradient, for the note."""
+    import networkx as nx  # lazily: `import graphdsl` stays light
+
     downstream = nx.descendants(graph.graph, param) | {param}
     for producer, consumer in blocked.items():
         if producer in downstream and consumer in value_path:

@@ -7,13 +7,13 @@ target on the way to a loss or metric (a `where` mask from the labels, a one-hot
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..diagnostics import DiagnosticSink, Note
 from ..ir.graph import ModelGraph
 
 
 def check_leakage(graph: ModelGraph, sink: DiagnosticSink) -> None:
+    import networkx as nx  # lazily: `import graphdsl` stays light
+
     if not graph.targets or not graph.outputs:
         return
     outputs = set(graph.outputs)

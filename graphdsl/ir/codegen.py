@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
-
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops import REGISTRY
 from graphdsl.ops.specs import Spec
@@ -92,6 +90,8 @@ class Codegen:
         return name
 
     def needed(self, sinks: list[str]) -> set[str]:
+        import networkx as nx  # lazily: `import graphdsl` stays light
+
         keep = set(sinks)
         for s in sinks:
             keep |= nx.ancestors(self.model.graph, s)

@@ -24,12 +24,19 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from graphdsl.diagnostics import Span
 from graphdsl.ir.types import DTYPE_BYTES, TensorType, numel
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+def _new_graph() -> nx.MultiDiGraph:
+    import networkx as nx  # lazily: `import graphdsl` stays light
+
+    return nx.MultiDiGraph()
 
 NODE_KINDS = ("input", "target", "param", "op", "output", "loss", "metric")
 
@@ -68,7 +75,7 @@ class ModelGraph:
     name: str
     file: str
     span: Span | None
-    graph: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    graph: nx.MultiDiGraph = field(default_factory=_new_graph)
     inputs: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -92,6 +99,8 @@ class ModelGraph:
 
     def ops(self) -> Iterator[str]:
         """Op nodes in a topological order (creation order breaks ties: deterministic)."""
+        import networkx as nx
+
         order = {n: i for i, n in enumerate(self.graph.nodes)}
         for n in nx.lexicographical_topological_sort(self.graph, key=lambda n: order[n]):
             if self.graph.nodes[n]["kind"] == "op":
@@ -178,6 +187,8 @@ class ModelGraph:
 
 def _depends_on_data(model: ModelGraph, node_id: str) -> bool:
     """True when an op reads an input or target (rather than only parameters)."""
+    import networkx as nx
+
     for anc in nx.ancestors(model.graph, node_id):
         if model.graph.nodes[anc]["kind"] in ("input", "target"):
             return True

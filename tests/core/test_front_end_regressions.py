@@ -259,3 +259,14 @@ def test_independent_errors_in_models_and_train_blocks_are_all_reported() -> Non
     found = sorted((d.span.line, d.code) for d in caught.value.diagnostics if d.is_error)
     assert found == [(4, "unknown-name"), (5, "shape-mismatch"), (6, "unused-parameter"),
                      (13, "unused-parameter"), (18, "train-setting")]
+
+
+# ---- start-up cost --------------------------------------------------------------------------
+def test_importing_graphdsl_does_not_load_networkx() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, graphdsl; print('networkx' in sys.modules, 'lark' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "True"]
