@@ -333,3 +333,24 @@ def test_parser_loads_from_tables_without_building_or_unpickling(monkeypatch) ->
         assert list(program.models) == ["Small"]
     finally:
         parser._parser.cache_clear()
+
+
+def test_the_pass_through_shortcut_keeps_every_span(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every example parses to the same tree, spans included, with Lark's own callbacks."""
+    import pathlib
+
+    from graphdsl.diagnostics import DiagnosticSink
+    from graphdsl.syntax import parser, tables
+
+    examples = sorted(pathlib.Path(__file__).parents[2].glob("examples/*.gdl"))
+    assert examples
+    texts = {p.name: p.read_text() for p in examples}
+    parser._parser.cache_clear()
+    fast = {name: parser.parse(text, name, DiagnosticSink()) for name, text in texts.items()}
+    monkeypatch.setattr(tables, "_fast_pass_through", lambda p: p)
+    parser._parser.cache_clear()
+    try:
+        plain = {name: parser.parse(text, name, DiagnosticSink()) for name, text in texts.items()}
+    finally:
+        parser._parser.cache_clear()
+    assert fast == plain

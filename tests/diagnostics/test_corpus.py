@@ -70,7 +70,7 @@ def parse_case(text: str, file: Path) -> CaseSpec:
     """Read the inline expectations and header directives of one case."""
     expectations: list[Expectation] = []
     options: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         directive = DIRECTIVE.match(line.strip())
         if directive:
             options[directive["key"]] = directive["value"]
