@@ -273,6 +273,12 @@ class OpRules:
                                f"{article(kind)} {kind} such as `{next(iter(table))}`, got {got}",
                                expr.span)
             return POISON
+        if isinstance(expr, ast.Name) and name not in table and expr.id in scope.env:
+            self.el.sink.error("argument-type", f"{what or 'this argument'} expects "
+                               f"{article(kind)} {kind} such as `{next(iter(table))}`, got "
+                               f"{describe(scope.env[expr.id])} `{expr.id}`", expr.span,
+                               help=f"{kind}s: {', '.join(table)}")
+            return POISON
         if not isinstance(name, str) or name not in table:
             where = f" for {what}" if what else ""
             other = REGISTRY.get(str(name))
