@@ -50,6 +50,11 @@ CODES: dict[str, str] = {
     "bad-data": "training data that does not fit the model (missing arrays, wrong dtype or "
                 "shape, unreadable file)",
     "non-finite-loss": "training stopped because a loss term became NaN or infinite",
+    "non-finite-gradient": "training stopped because a gradient (or the weights) became NaN "
+                           "or infinite while the loss was finite",
+    "non-finite-checkpoint": "a checkpoint to evaluate holds NaN or infinite weights",
+    "run-folder": "the run folder (--out) holds another run, is in use by one, or cannot be "
+                  "created",
     # resources
     "memory-limit": "the model's parameters need more memory than the configured limit",
 }
@@ -57,4 +62,5 @@ CODES: dict[str, str] = {
 # Codes that `graphdsl compile` never produces: they come from training, evaluation and
 # loading weights or data.
 RUNTIME_CODES = frozenset({"bad-checkpoint", "checkpoint-mismatch", "bad-data",
-                           "non-finite-loss"})
+                           "non-finite-loss", "non-finite-gradient", "non-finite-checkpoint",
+                           "run-folder"})

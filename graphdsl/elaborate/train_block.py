@@ -25,7 +25,10 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
     "checkpoint_every": ("int", None, "write a checkpoint every N steps (and at the end)"),
     "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
-    "validation": ("float", 0.1, "share of the data held out for validation"),
+    "validation": ("float", 0.1, "share of the data held out for validation (unless "
+                   "`val_data` is given)"),
+    "val_data": ("str", None, "a separate validation file, in the format of `data`; "
+                 "relative to the program"),
     "steps": ("int", None, "stop after this many steps"),
     "sequence_length": ("int", 64, "text corpora: tokens per training sequence"),
     "tokenizer": ("str", "word", "text corpora: \"word\" or \"char\""),
@@ -33,9 +36,20 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
                    "<unk>"),
     "precision": ("str", "fp32", "fp32, bf16 or fp16"),
     "device": ("str", "auto", "auto, cpu or cuda"),
+    "monitor": ("str", "loss", "the value `patience` and `keep_best` watch: the loss, a "
+                "loss term or a metric, of the validation pass (of the epoch's training "
+                "steps without validation data)"),
+    "mode": ("str", "auto", "whether `monitor` improves going down (min) or up (max); "
+             "auto: min for the loss, its terms and perplexity, max for metrics"),
+    "min_delta": ("float", 0.0, "the least change of `monitor` that counts as improvement"),
+    "patience": ("int", None, "early stopping: stop after this many epochs without "
+                 "improvement of `monitor`"),
+    "keep_best": ("int", None, "keep the checkpoints of the N best epochs by `monitor` in "
+                  "best/, ranked in best.json"),
+    "keep_last": ("int", None, "keep only the N newest periodic checkpoints"),
 }
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-           "tokenizer": ("word", "char")}
+           "tokenizer": ("word", "char"), "mode": ("auto", "min", "max")}
 
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
@@ -76,7 +90,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             if problem:
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
-            if name == "data":
+            if name in ("data", "val_data"):
                 v = os.path.normpath(os.path.join(base_dir, str(v)))
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
@@ -137,10 +151,12 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
 
 def _value_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
-                "vocab_size") and v < 1:
+                "vocab_size", "patience", "keep_best", "keep_last") and v < 1:
         return f"must be at least 1, got {v}"
     if name in ("lr", "clip_norm") and v <= 0:
         return f"must be positive, got {v}"
+    if name == "min_delta" and not v >= 0:
+        return f"must be at least 0, got {v}"
     if name == "validation" and not 0 <= v < 1:
         return f"must be in [0, 1), got {v}"
     if name in CHOICES and v not in CHOICES[name]:
