@@ -99,7 +99,7 @@ class KerasEngine:
         self.module.load_arrays(arrays)
 
     def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        tensors = {"rng.step": np.asarray(self.randomness.step.numpy())}
+        tensors = {"rng.step": np.asarray([self.randomness.step.numpy()], np.int64)}
         for i, (_, opt, _) in enumerate(self.module.groups):
             for j, v in enumerate(opt.variables):
                 tensors[f"opt{i}.{j}"] = np.asarray(keras.ops.convert_to_numpy(v))
@@ -108,7 +108,7 @@ class KerasEngine:
     def load_training_state(self, tensors: Mapping[str, np.ndarray],
                             state: Mapping[str, Any]) -> None:
         if "rng.step" in tensors:
-            self.randomness.step.assign(int(np.asarray(tensors["rng.step"])))
+            self.randomness.step.assign(int(np.asarray(tensors["rng.step"]).reshape(-1)[0]))
         for i, (_, opt, names) in enumerate(self.module.groups):
             if not opt.built:
                 opt.build([self.module._vars[n] for n in names])
