@@ -31,6 +31,11 @@ def format_values(values: dict[str, float], raw: dict[str, float],
                   weights: dict[str, float]) -> str:
     """`loss 2.3  task 2.1  decay 50 (x0.01 = 0.5)  accuracy 0.25`: each loss term raw,
     with its weight and weighted value when the weight is not 1."""
+    return "  ".join(value_parts(values, raw, weights))
+
+
+def value_parts(values: dict[str, float], raw: dict[str, float],
+                weights: dict[str, float]) -> list[str]:
     parts = []
     for key, value in values.items():
         weight = weights.get(key)
@@ -38,7 +43,7 @@ def format_values(values: dict[str, float], raw: dict[str, float],
             parts.append(f"{key} {raw[key]:.4g} (x{weight:g} = {value:.4g})")
         else:
             parts.append(f"{key} {value:.4g}")
-    return "  ".join(parts)
+    return parts
 
 
 def epoch_line(summary: EpochSummary, total: int, weights: dict[str, float]) -> str:
@@ -69,17 +74,18 @@ class LiveProgress(Callback):
         self.last = 0.0
 
     def on_train_begin(self, loop: Loop) -> None:
+        from rich.columns import Columns
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
         from rich.text import Text
 
         class Bar(RichProgress):
-            values = ""
+            values: list[str] = []
 
             def get_renderables(self) -> Any:
                 yield self.make_tasks_table(self.tasks)
-                if self.values:
-                    yield Text(self.values)  # wraps below the bar at any width
+                if self.values:  # below the bar, wrapped between values at any width
+                    yield Columns([Text(v) for v in self.values], padding=(0, 2))
 
         self.bar = Bar(TextColumn(f"{self.title[:16]} epoch {{task.fields[epoch]}}"),
                        BarColumn(bar_width=20), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -96,9 +102,9 @@ class LiveProgress(Callback):
 
     def _show(self, loop: Loop, record: StepRecord) -> None:
         steps_per_s = record.samples_per_s / max(record.samples, 1)
-        lr = "  ".join(f"lr {v:.3g}" for v in record.lr.values())
-        self.bar.values = (format_values(record.values, record.raw, loop.term_weights)
-                           + f"  {lr}  {record.samples_per_s:.4g} samples/s")
+        lr = " ".join(f"lr {v:.3g}" for v in record.lr.values())
+        self.bar.values = [*value_parts(record.values, record.raw, loop.term_weights), lr,
+                           f"{record.samples_per_s:.4g} samples/s"]
         self.bar.update(self.task, completed=record.step, epoch=record.epoch,
                         rate=f"{steps_per_s:.3g} steps/s")
 
