@@ -448,3 +448,27 @@ def test_each_term_is_logged_raw_and_weighted_with_lr_and_speed(
     last_valid = [x for x in lines if x["split"] == "valid"][-1]
     assert f"reg {last_valid['raw']['reg']:.4g} (x0.2 = {last_valid['reg']:.4g})" in epochs[-1]
     assert "valid: loss" in epochs[-1] and "samples/s" in epochs[-1]
+
+
+def test_early_stopping_counts_across_a_resume(tmp_path: Path) -> None:
+    """Its patience count is in the checkpoint: interrupted after epoch 2 and resumed, the
+    run stops after epoch 4, as an uninterrupted one does (a fresh count would go to 6)."""
+    from graphdsl.runtime import training
+
+    program = program_in(tmp_path, PLATEAU.replace("epochs = 20", "epochs = 20\n"
+                                                   "    patience = 3"))
+    model = program.model()
+    _, whole, _ = train_model(program, model, {"device": "cpu"}, out=str(tmp_path / "whole"),
+                              quiet=True)
+    assert len(whole.epochs) == 4
+
+    class AtEpochTwo(InterruptingEngine):
+        at = 6  # 12 training samples, batches of 4: the last step of epoch 2
+
+    with pytest.raises(Interrupted):
+        training.train_model(program, model, AtEpochTwo, {"device": "cpu"},
+                             out=str(tmp_path / "cut"), quiet=True)
+    loop, resumed, _ = train_model(program, model, {"device": "cpu"},
+                                   out=str(tmp_path / "cut"), resume=True, quiet=True)
+    assert [e["epoch"] for e in resumed.epochs] == [3, 4] and loop.step == 12
+    assert resumed.stop_reason is not None
