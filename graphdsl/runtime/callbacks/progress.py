@@ -46,13 +46,18 @@ def value_parts(values: dict[str, float], raw: dict[str, float],
     return parts
 
 
+def rate(value: float) -> str:
+    """3 significant digits without an exponent: 0.123, 45.6, 1234."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def epoch_line(summary: EpochSummary, total: int, weights: dict[str, float]) -> str:
     line = (f"epoch {summary.epoch}  step {summary.step}/{total}  train: "
             + format_values(summary.train, summary.train_raw, weights))
     if summary.valid:
         line += "  |  valid: " + format_values(summary.valid, summary.valid_raw, weights)
-    return line + (f"  |  {summary.steps_per_s:.3g} steps/s  {summary.samples_per_s:.4g} "
-                   f"samples/s  {summary.seconds:.1f} s")
+    return line + (f"  |  {rate(summary.steps_per_s)} steps/s  "
+                   f"{rate(summary.samples_per_s)} samples/s  {summary.seconds:.1f} s")
 
 
 class EpochLines(Callback):
@@ -104,9 +109,9 @@ class LiveProgress(Callback):
         steps_per_s = record.samples_per_s / max(record.samples, 1)
         lr = " ".join(f"lr {v:.3g}" for v in record.lr.values())
         self.bar.values = [*value_parts(record.values, record.raw, loop.term_weights), lr,
-                           f"{record.samples_per_s:.4g} samples/s"]
+                           f"{rate(record.samples_per_s)} samples/s"]
         self.bar.update(self.task, completed=record.step, epoch=record.epoch,
-                        rate=f"{steps_per_s:.3g} steps/s")
+                        rate=f"{rate(steps_per_s)} steps/s")
 
     def on_validation_end(self, loop: Loop, summary: EpochSummary) -> None:
         console().print(epoch_line(summary, loop.total, loop.term_weights), soft_wrap=False,
