@@ -25,8 +25,6 @@ from graphdsl.runtime import checkpoint as ckpt
 from graphdsl.runtime.callbacks import Callback
 from graphdsl.runtime.errors import Interrupted, TrainError
 
-from .conftest import run_cli
-
 pytestmark = pytest.mark.torch
 
 # Dropout makes every step draw random numbers, Adam has moments and the schedule depends
@@ -158,10 +156,11 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_identical(
                             cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert json.loads((tmp_path / "cut" / "latest.json").read_text())["step"] == 2
-    resumed = run_cli(*args, "--out", "cut", "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    whole = run_cli(*args, "--out", "whole", cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr
+    program = graphdsl.compile_file(str(tmp_path / "noisy.gdl"))
+    train_model(program, program.model(), {"device": "cpu"}, out=str(tmp_path / "cut"),
+                resume=True, quiet=True)
+    train_model(program, program.model(), {"device": "cpu"}, out=str(tmp_path / "whole"),
+                quiet=True)
     same(weights(tmp_path / "cut" / "final.safetensors"),
          weights(tmp_path / "whole" / "final.safetensors"))
 
@@ -228,7 +227,21 @@ def test_a_nan_gradient_under_a_finite_loss_stops_before_the_step(tmp_path: Path
                                w, rtol=1e-6)
 
 
-def test_eval_of_a_non_finite_checkpoint_is_an_error(tmp_path: Path) -> None:
+def cli_in_process(args: list[str], folder: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`graphdsl ARGS` through the real entry point, in this process: (exit code, stderr)."""
+    from graphdsl.cli.main import main
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_eval_of_a_non_finite_checkpoint_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from graphdsl.runtime.weights import initial_values
 
     (tmp_path / "noisy.gdl").write_text(NOISY)
@@ -239,16 +252,18 @@ def test_eval_of_a_non_finite_checkpoint_is_an_error(tmp_path: Path) -> None:
     arrays["dense.kernel"][0, 0] = np.nan
     ckpt.save_checkpoint(str(tmp_path / "bad.safetensors"), arrays,
                          ckpt.model_metadata(model, "noisy.gdl"))
-    result = run_cli("eval", "noisy.gdl", "--weights", "bad.safetensors", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert "[non-finite-checkpoint]" in result.stderr and "`dense.kernel`" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, err = cli_in_process(["eval", "noisy.gdl", "--weights", "bad.safetensors",
+                                "--device", "cpu"], tmp_path, monkeypatch, capsys)
+    assert code == 1, err
+    assert "[non-finite-checkpoint]" in err and "`dense.kernel`" in err
 
 
 # ---- run folders ---------------------------------------------------------------------------
 
 
-def test_an_existing_run_folder_needs_resume_or_force(tmp_path: Path) -> None:
+def test_an_existing_run_folder_needs_resume_or_force(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     program = program_in(tmp_path, NOISY)
     settings = {"device": "cpu", "steps": 2}
     train_model(program, program.model(), settings, out=str(tmp_path / "run"), quiet=True)
@@ -265,11 +280,13 @@ def test_an_existing_run_folder_needs_resume_or_force(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # not a run's file
     # the command line says the same, with exit 1
     (tmp_path / "noisy.gdl").write_text(NOISY)
-    again = run_cli("train", "noisy.gdl", "--model", "Noisy", "--out", "run", "--steps", "1", cwd=tmp_path)
-    assert again.returncode == 1 and "[run-folder]" in again.stderr, again.stderr
-    forced = run_cli("train", "noisy.gdl", "--model", "Noisy", "--out", "run", "--steps", "1", "--force",
-                     "--json", cwd=tmp_path)
-    assert forced.returncode == 0, forced.stderr
+    args = ["train", "noisy.gdl", "--model", "Noisy", "--out", "run", "--steps", "1",
+            "--device", "cpu", "--json"]
+    code, err = cli_in_process(args, tmp_path, monkeypatch, capsys)
+    assert code == 1 and "[run-folder]" in err, err
+    code, err = cli_in_process([*args, "--force"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert [x["step"] for x in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [1]
 
 
 def test_a_second_run_into_a_folder_in_use_refuses(tmp_path: Path) -> None:
