@@ -82,6 +82,7 @@ class InterruptingEngine(TorchEngine):
     have changed, before the loop has counted the step."""
 
     at = 6
+    signal = signal.SIGINT
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -90,20 +91,25 @@ class InterruptingEngine(TorchEngine):
         def post_hook(*_: Any) -> None:
             self.steps += 1
             if self.steps == self.at:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), self.signal)
 
         self.groups[0][1].register_step_post_hook(post_hook)
 
 
-def test_ctrl_c_saves_exactly_after_the_step_and_resumes_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_exactly_after_the_step_and_resumes_bit_identical(
+        tmp_path: Path, signum: int) -> None:
     program = program_in(tmp_path, NOISY)
     model = program.model()
     common = {"device": "cpu", "checkpoint_every": 2}
     train_model(program, model, common, out=str(tmp_path / "whole"), quiet=True)
     from graphdsl.runtime import training
 
+    class Interrupting(InterruptingEngine):
+        signal = signum
+
     with pytest.raises(Interrupted):
-        training.train_model(program, model, InterruptingEngine, common,
+        training.train_model(program, model, Interrupting, common,
                              out=str(tmp_path / "cut"), quiet=True)
     cut = tmp_path / "cut"
     assert json.loads((cut / "latest.json").read_text())["step"] == 6
