@@ -244,7 +244,8 @@ class Loop:
                                self.raw_terms(train), seconds, samples / elapsed,
                                seen / elapsed)
         history.epochs.append({"epoch": summary.epoch, "step": summary.step, "train": train,
-                               "valid": valid})
+                               "valid": valid, "train_raw": summary.train_raw,
+                               "valid_raw": valid_raw})
         self.callbacks.on_validation_end(self, summary)
 
     def non_finite(self, exc: NonFiniteLoss) -> TrainError:

@@ -124,6 +124,8 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
                             "trainable_parameters": model.trainable_count,
                             "steps": loop.step, "train": final.get("train", {}),
                             "valid": final.get("valid", {}),
+                            "valid_raw": final.get("valid_raw", {}),
+                            "term_weights": loop.term_weights,
                             "stopped_early": history.stop_reason,
                             "weights": os.path.join(loop.settings.out, "final.safetensors")})
     except TrainError as exc:
@@ -148,11 +150,21 @@ def print_results(results: list[dict[str, Any]]) -> None:
     if all(len([k for k in r["valid"] if k not in ("loss", "perplexity")]) <= 1
            and r["valid"].get("loss") in r["valid"].values() for r in results):
         keys = [k for k in keys if k in ("loss", "perplexity")] or keys  # one term: the loss
-    for col in ("model", "parameters", "steps", *[f"valid {k}" for k in keys]):
+    # a weighted term shows its raw value, the header its weight: `valid reg (raw, x0.2)`
+    weights = {k: w for r in results for k, w in r["term_weights"].items() if w != 1.0}
+
+    def header(key: str) -> str:
+        return f"valid {key} (raw, x{weights[key]:g})" if key in weights else f"valid {key}"
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        value = r["valid_raw"].get(key) if key in weights else r["valid"].get(key)
+        return "-" if value is None else f"{value:.4g}"
+
+    for col in ("model", "parameters", "steps", *[header(k) for k in keys]):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         table.add_row(r["model"], f"{r['parameters']:,}", str(r["steps"]),
-                      *[f"{r['valid'][k]:.4g}" if k in r["valid"] else "-" for k in keys])
+                      *[cell(r, k) for k in keys])
     Console(highlight=False).print(table)
 
 

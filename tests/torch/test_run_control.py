@@ -448,7 +448,10 @@ def test_each_term_is_logged_raw_and_weighted_with_lr_and_speed(
     board = Board()
     monkeypatch.setattr(TorchEngine, "open_board", lambda self, folder: board)
     program = program_in(tmp_path, WEIGHTED)
-    train_model(program, program.model(), {"device": "cpu"}, out=str(tmp_path / "run"))
+    _, history, _ = train_model(program, program.model(), {"device": "cpu"},
+                                out=str(tmp_path / "run"))
+    last = history.epochs[-1]
+    assert last["valid_raw"]["reg"] == pytest.approx(last["valid"]["reg"] / 0.2, rel=1e-6)
     lines = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     first = lines[0]
     # step 1 sees the initial w = 2: raw 4, weighted 0.8
