@@ -59,6 +59,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
     pending_lr: list[int] = []  # optimizer groups that set no lr of their own
+    spans: dict[str, Any] = {}
     for stmt in train.body:
         if isinstance(stmt, ast.Setting):
             name = stmt.name.name
@@ -90,6 +91,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             if problem:
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
+            spans[name] = stmt.value.span
             if name in ("data", "val_data"):
                 v = os.path.normpath(os.path.join(base_dir, str(v)))
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
@@ -125,11 +127,23 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             args["lr"] = config.settings["lr"]
             config.optimizers[i] = (pattern, Spec(spec.kind, spec.name, tuple(args.items())),
                                     span)
+    if "monitor" in config.settings:
+        _check_monitor(str(config.settings["monitor"]), graph, sink, spans["monitor"])
     if not graph.losses and not graph.loss_statements:
         sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
                    train.model.span, help="add `loss ...` to the model")
     _assign_groups(config, graph, sink)
     return config
+
+
+def _check_monitor(name: str, graph: ModelGraph, sink: DiagnosticSink, span: Any) -> None:
+    """`monitor` names a value a run logs: the loss, a loss term, a metric or perplexity."""
+    logged = ["loss", *(graph.node(n)["name"] for n in graph.losses),
+              *(graph.node(n)["name"] for n in graph.metrics), "perplexity"]
+    if name not in logged:
+        sink.error("train-setting", f"`monitor` names `{name}`, which the run does not log",
+                   span, help=suggestion_help(name, logged) or
+                   "it logs: " + ", ".join(logged))
 
 
 def loss_terms_named(graph: ModelGraph, name: str) -> list[str]:

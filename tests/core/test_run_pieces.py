@@ -138,3 +138,16 @@ def test_an_out_folder_with_files_is_refused_before_anything_is_built(tmp_path: 
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError):
         check_folder(str(tmp_path / "file"), resume=False, force=False)
+
+
+def test_monitor_must_name_a_logged_value_at_compile_time() -> None:
+    def source(name: str) -> str:
+        return SMALL + f'train Small {{ monitor = "{name}"  patience = 2 }}'
+
+    with pytest.raises(graphdsl.GraphdslError) as err:
+        graphdsl.compile(source("fitt"))
+    (diagnostic,) = err.value.diagnostics
+    assert diagnostic.code == "train-setting" and "`fitt`" in diagnostic.message
+    assert "`fit`" in str(diagnostic.help)
+    for name in ("loss", "fit", "reg"):
+        graphdsl.compile(source(name))
