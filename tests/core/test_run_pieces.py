@@ -151,3 +151,21 @@ def test_monitor_must_name_a_logged_value_at_compile_time() -> None:
     assert "`fit`" in str(diagnostic.help)
     for name in ("loss", "fit", "reg"):
         graphdsl.compile(source(name))
+
+
+def test_weights_with_nan_are_never_written_nor_pointed_at(tmp_path: Path) -> None:
+    import json
+
+    from graphdsl.runtime.errors import TrainError
+    from graphdsl.runtime.run_folder import RunFolder
+
+    model = graphdsl.compile(SMALL).model()
+    folder = RunFolder(str(tmp_path), model, "small.gdl")
+    good = {"dense.kernel": np.ones((3, 2), np.float32), "dense.bias": np.zeros(2, np.float32)}
+    folder.write("checkpoints/step-00000001.safetensors", good, None, step=1, epoch=0)
+    bad = {**good, "dense.bias": np.array([0.0, np.inf], np.float32)}
+    with pytest.raises(TrainError) as err:
+        folder.write("checkpoints/step-00000002.safetensors", bad, None, step=2, epoch=0)
+    assert "`dense.bias`" in err.value.diagnostics[0].message
+    assert not (tmp_path / "checkpoints" / "step-00000002.safetensors").exists()
+    assert json.loads((tmp_path / "latest.json").read_text())["step"] == 1
