@@ -39,7 +39,7 @@ def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
     from .train import train_model
 
     driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True,
-                                  force=force)
+                               force=force)
     return driver.engine.module  # type: ignore[no-any-return]
 
 

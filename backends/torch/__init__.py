@@ -29,7 +29,7 @@ def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
     from .train import train_model
 
     driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True,
-                                  force=force)
+                               force=force)
     return driver.engine.module
 
 
