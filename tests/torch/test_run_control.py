@@ -389,7 +389,8 @@ def test_keep_best_and_keep_last(tmp_path: Path) -> None:
         f"step-{s:08d}.safetensors" for s in best)
 
 
-def test_val_data_is_the_validation_set(tmp_path: Path) -> None:
+def test_val_data_is_the_validation_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     program = program_in(tmp_path, NOISY.replace("validation = 0.0",
                                                  'val_data = "held_out.npz"'), samples=16)
     write_data(tmp_path / "held_out.npz", samples=6, seed=9)
@@ -407,6 +408,14 @@ def test_val_data_is_the_validation_set(tmp_path: Path) -> None:
 
     settings = resolve_settings(program.model(), {"val_data": "other.npz"})
     assert settings["val_data"] == os.path.abspath("other.npz")
+    # NOISY holds nothing out (validation = 0.0): --val-data alone brings validation
+    (tmp_path / "noisy.gdl").write_text(NOISY)
+    code, err = cli_in_process(["train", "noisy.gdl", "--model", "Noisy", "--out", "cli",
+                                "--device", "cpu", "--val-data", "held_out.npz", "--json"],
+                               tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert [x["step"] for x in read_jsonl(tmp_path / "cli" / "metrics.jsonl")
+            if x["split"] == "valid"] == [4, 8, 12]
 
 
 # ---- each loss term raw and weighted -----------------------------------------------------
