@@ -54,18 +54,20 @@ def _finish(program: Program, model: str | None, backend: str | None,
 
 
 def train_file(path: str, *, model: str | None = None, backend: str = "torch",
-               out: str | None = None, resume: bool = False,
+               out: str | None = None, resume: bool = False, force: bool = False,
                args: Mapping[str, Any] | None = None, **settings: Any) -> Any:
     """Train a model of a program file as `graphdsl train` does; returns the trained module.
 
     ``settings`` override the train block (epochs, steps, batch, lr, seed, data, device...);
-    ``args`` the model's parameters, as for :func:`compile`.
+    ``args`` the model's parameters, as for :func:`compile`. A folder ``out`` that holds an
+    earlier run is continued with ``resume`` or cleared with ``force``, as on the command
+    line.
     """
     from .backends import get_backend
 
     program = compile_path(str(path), model=model, args=args)
     return get_backend(backend).train(program, program.model(model), settings, out=out,
-                                      resume=resume)
+                                      resume=resume, force=force)
 
 
 def _register_with_keras() -> None:

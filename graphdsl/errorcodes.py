@@ -55,6 +55,11 @@ CODES: dict[str, str] = {
     "weight-map": "a weight map (`graphdsl convert --map`) that cannot be found or read",
     "weight-conversion": "foreign weights that do not convert through the map (unmapped, "
                          "missing or mis-shaped tensors)",
+    "non-finite-gradient": "training stopped because a gradient (or the weights) became NaN "
+                           "or infinite while the loss was finite",
+    "non-finite-checkpoint": "a checkpoint to evaluate holds NaN or infinite weights",
+    "run-folder": "the run folder (--out) holds another run, is in use by one, or cannot be "
+                  "created",
     # resources
     "memory-limit": "the model's parameters need more memory than the configured limit",
     "resource-limit": "elaborating the program would expand more ops, blocks or repeats than "
@@ -64,4 +69,5 @@ CODES: dict[str, str] = {
 # Codes that `graphdsl compile` never produces: they come from training, evaluation and
 # loading weights or data.
 RUNTIME_CODES = frozenset({"bad-checkpoint", "checkpoint-mismatch", "bad-data",
-                           "non-finite-loss", "weight-map", "weight-conversion"})
+                           "non-finite-loss", "weight-map", "weight-conversion",
+                           "non-finite-gradient", "non-finite-checkpoint", "run-folder"})

@@ -35,10 +35,11 @@ def build(program: Program, model: ModelGraph, seed: int = 0,
 
 
 def train(program: Program, model: ModelGraph, settings: Mapping[str, Any],
-          out: str | None = None, resume: bool = False) -> GraphModel:
+          out: str | None = None, resume: bool = False, force: bool = False) -> GraphModel:
     from .train import train_model
 
-    driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True)
+    driver, _, _ = train_model(program, model, settings, out=out, resume=resume, quiet=True,
+                               force=force)
     return driver.engine.module  # type: ignore[no-any-return]
 
 

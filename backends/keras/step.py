@@ -16,7 +16,7 @@ import tensorflow as tf
 from graphdsl.elaborate.train_block import loss_terms_named
 from graphdsl.ir.patterns import matches
 from graphdsl.ops.specs import Spec, default_spec
-from graphdsl.runtime.training import train_error
+from graphdsl.runtime.errors import train_error
 
 if TYPE_CHECKING:  # the model calls this module; this module only reads the model
     from .model import GraphModel

@@ -14,9 +14,12 @@ import tensorflow as tf
 from graphdsl.compiler import Program
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.runtime import training
-from graphdsl.runtime.training import NonFiniteLoss, Settings, StepResult, train_error
+from graphdsl.runtime.engine import StepResult
+from graphdsl.runtime.errors import NonFiniteLoss, train_error
+from graphdsl.runtime.settings import Settings
 
 from .model import build_model
+from .rng import StepRandomness
 from .step import apply_gradients, compute_gradients, make_groups
 
 
@@ -36,13 +39,16 @@ class KerasEngine:
             self.module.groups = make_groups(self.module, specs=settings.optimizers)
             self.module.clip_norm = settings["clip_norm"]
         self.model = model
+        self.randomness = StepRandomness(int(settings["seed"]))
         jit = bool(settings.compile)
         self._compute = tf.function(self._compute_py, jit_compile=jit, reduce_retracing=True)
         self._apply = tf.function(self._apply_py, reduce_retracing=True)
         self._eval = tf.function(self._eval_py, jit_compile=jit, reduce_retracing=True)
 
     def _compute_py(self, x: dict[str, Any], y: dict[str, Any]) -> Any:
-        return compute_gradients(self.module, x, y)
+        terms, metrics, grads = compute_gradients(self.module, x, y)
+        finite = [tf.reduce_all(tf.math.is_finite(g)) for group in grads for g in group]
+        return terms, metrics, grads, tf.stack(finite) if finite else tf.ones([0], tf.bool)
 
     def _apply_py(self, grads: list[Any]) -> None:
         apply_gradients(self.module, grads)
@@ -65,13 +71,19 @@ class KerasEngine:
         for spec, opt, _ in self.module.groups:
             opt.learning_rate.assign(float(spec["lr"]) * lr_factor)
         x, y = self._split(batch)
-        with tf.device(self.device):
-            terms, metrics, grads = self._compute(x, y)
+        with tf.device(self.device), self.randomness.tracing():
+            terms, metrics, grads, finite = self._compute(x, y)
             result = self._result(terms, metrics)
             bad = [k for k, v in result.terms.items() if not np.isfinite(v)]
             if bad:
                 raise NonFiniteLoss(bad)
+            finite = np.asarray(finite)
+            if not finite.all():
+                names = [n for _, _, group in self.module.groups for n in group]
+                raise NonFiniteLoss([n for n, ok in zip(names, finite, strict=True) if not ok],
+                                    what="gradient")
             self._apply(grads)
+        self.randomness.step.assign_add(1)
         return result
 
     def eval_batch(self, batch: Mapping[str, np.ndarray]) -> StepResult:
@@ -87,7 +99,7 @@ class KerasEngine:
         self.module.load_arrays(arrays)
 
     def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        tensors = {}
+        tensors = {"rng.step": np.asarray([self.randomness.step.numpy()], np.int64)}
         for i, (_, opt, _) in enumerate(self.module.groups):
             for j, v in enumerate(opt.variables):
                 tensors[f"opt{i}.{j}"] = np.asarray(keras.ops.convert_to_numpy(v))
@@ -95,6 +107,8 @@ class KerasEngine:
 
     def load_training_state(self, tensors: Mapping[str, np.ndarray],
                             state: Mapping[str, Any]) -> None:
+        if "rng.step" in tensors:
+            self.randomness.step.assign(int(np.asarray(tensors["rng.step"]).reshape(-1)[0]))
         for i, (_, opt, names) in enumerate(self.module.groups):
             if not opt.built:
                 opt.build([self.module._vars[n] for n in names])
@@ -131,9 +145,10 @@ class _Board:
 
 def train_model(program: Program, model: ModelGraph, overrides: Mapping[str, Any],
                 out: str | None = None, resume: bool = False, compile: bool = False,
-                quiet: bool = False) -> tuple[Any, training.History, training.Data]:
+                quiet: bool = False, force: bool = False, callbacks: list[Any] | None = None
+                ) -> tuple[Any, training.History, training.Data]:
     return training.train_model(program, model, KerasEngine, overrides, out, resume, compile,
-                                quiet)
+                                quiet, force, callbacks)
 
 
 def run_train(program: Program, args: Any) -> int:

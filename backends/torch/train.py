@@ -20,7 +20,9 @@ from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.patterns import matches
 from graphdsl.ops.specs import Spec
 from graphdsl.runtime import training
-from graphdsl.runtime.training import NonFiniteLoss, Settings, StepResult, train_error
+from graphdsl.runtime.engine import StepResult
+from graphdsl.runtime.errors import NonFiniteLoss, train_error
+from graphdsl.runtime.settings import Settings
 
 from .module import GraphModule, LossResult, build_module
 
@@ -115,6 +117,8 @@ class TorchEngine:
             self.scaler.scale(result.total).backward()
         for _, opt, _ in self.groups:
             self.scaler.unscale_(opt)
+        if not self.scaler.is_enabled():  # fp16's scaler skips such steps by design
+            self._check_gradients()
         clip = self.settings["clip_norm"]
         if clip:
             params = [p for _, opt, _ in self.groups for g in opt.param_groups
@@ -125,6 +129,23 @@ class TorchEngine:
         self.scaler.update()
         self.module.project_constraints()
         return summary
+
+    def _check_gradients(self) -> None:
+        """Raise NonFiniteLoss("gradient") before any optimizer sees a NaN or inf gradient;
+        one device-to-host sync per step."""
+        params = [p for _, opt, _ in self.groups for g in opt.param_groups for p in g["params"]
+                  if p.grad is not None]
+        if not params:
+            return
+        finite = torch.stack([torch.isfinite(p.grad).all() for p in params])
+        if bool(finite.all()):
+            return
+        names = {id(t): n for n, t in self.module.canonical_tensors().items()}
+        bad = [names.get(id(p), "?") for p, ok in zip(params, finite.tolist(), strict=True)
+               if not ok]
+        for _, opt, _ in self.groups:
+            opt.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(bad, what="gradient")
 
     def _backward_per_group(self, result: LossResult) -> None:
         """Each group steps on the gradient of its own losses (a GAN's two players)."""
@@ -208,11 +229,12 @@ class TorchEngine:
 
 def train_model(program: Program, model: ModelGraph, overrides: Mapping[str, Any],
                 out: str | None = None, resume: bool = False, compile: bool = False,
-                quiet: bool = False) -> tuple[Any, training.History, training.Data]:
-    """Train one model on PyTorch; returns (driver, history, data). ``driver.engine.module``
+                quiet: bool = False, force: bool = False, callbacks: list[Any] | None = None
+                ) -> tuple[Any, training.History, training.Data]:
+    """Train one model on PyTorch; returns (loop, history, data). ``loop.engine.module``
     is the trained module."""
     return training.train_model(program, model, TorchEngine, overrides, out, resume, compile,
-                                quiet)
+                                quiet, force, callbacks)
 
 
 def run_train(program: Program, args: Any) -> int:

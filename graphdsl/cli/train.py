@@ -29,6 +29,11 @@ def add_train_commands(sub: Any) -> None:
             p.add_argument("--compile", action="store_true")
             p.add_argument("--out", default=None)
             p.add_argument("--resume", action="store_true")
+            p.add_argument("--force", action="store_true",
+                           help="start over in an --out folder that holds an earlier run "
+                                "(removes that run's files)")
+            p.add_argument("--val-data", metavar="FILE",
+                           help="a separate validation file (the train block's `val_data`)")
         else:
             p.add_argument("--weights", required=True)
 

@@ -25,7 +25,10 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
     "checkpoint_every": ("int", None, "write a checkpoint every N steps (and at the end)"),
     "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
-    "validation": ("float", 0.1, "share of the data held out for validation"),
+    "validation": ("float", 0.1, "share of the data held out for validation (unless "
+                   "`val_data` is given)"),
+    "val_data": ("str", None, "a separate validation file, in the format of `data`; "
+                 "relative to the program"),
     "steps": ("int", None, "stop after this many steps"),
     "sequence_length": ("int", 64, "text corpora: tokens per training sequence"),
     "tokenizer": ("str", "word", "text corpora: \"word\" or \"char\""),
@@ -33,9 +36,20 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
                    "<unk>"),
     "precision": ("str", "fp32", "fp32, bf16 or fp16"),
     "device": ("str", "auto", "auto, cpu or cuda"),
+    "monitor": ("str", "loss", "the value `patience` and `keep_best` watch: the loss, a "
+                "loss term or a metric, of the validation pass (of the epoch's training "
+                "steps without validation data)"),
+    "mode": ("str", "auto", "whether `monitor` improves going down (min) or up (max); "
+             "auto: min for the loss, its terms and perplexity, max for metrics"),
+    "min_delta": ("float", 0.0, "the least change of `monitor` that counts as improvement"),
+    "patience": ("int", None, "early stopping: stop after this many epochs without "
+                 "improvement of `monitor`"),
+    "keep_best": ("int", None, "keep the checkpoints of the N best epochs by `monitor` in "
+                  "best/, ranked in best.json"),
+    "keep_last": ("int", None, "keep only the N newest periodic checkpoints"),
 }
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-           "tokenizer": ("word", "char")}
+           "tokenizer": ("word", "char"), "mode": ("auto", "min", "max")}
 
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
@@ -45,6 +59,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
     pending_lr: list[int] = []  # optimizer groups that set no lr of their own
+    spans: dict[str, Any] = {}
     for stmt in train.body:
         if isinstance(stmt, ast.Setting):
             name = stmt.name.name
@@ -76,7 +91,8 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             if problem:
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
-            if name == "data":
+            spans[name] = stmt.value.span
+            if name in ("data", "val_data"):
                 v = os.path.normpath(os.path.join(base_dir, str(v)))
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
@@ -111,11 +127,23 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             args["lr"] = config.settings["lr"]
             config.optimizers[i] = (pattern, Spec(spec.kind, spec.name, tuple(args.items())),
                                     span)
+    if "monitor" in config.settings:
+        _check_monitor(str(config.settings["monitor"]), graph, sink, spans["monitor"])
     if not graph.losses and not graph.loss_statements:
         sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
                    train.model.span, help="add `loss ...` to the model")
     _assign_groups(config, graph, sink)
     return config
+
+
+def _check_monitor(name: str, graph: ModelGraph, sink: DiagnosticSink, span: Any) -> None:
+    """`monitor` names a value a run logs: the loss, a loss term, a metric or perplexity."""
+    logged = ["loss", *(graph.node(n)["name"] for n in graph.losses),
+              *(graph.node(n)["name"] for n in graph.metrics), "perplexity"]
+    if name not in logged:
+        sink.error("train-setting", f"`monitor` names `{name}`, which the run does not log",
+                   span, help=suggestion_help(name, logged) or
+                   "it logs: " + ", ".join(logged))
 
 
 def loss_terms_named(graph: ModelGraph, name: str) -> list[str]:
@@ -137,10 +165,12 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
 
 def _value_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
-                "vocab_size") and v < 1:
+                "vocab_size", "patience", "keep_best", "keep_last") and v < 1:
         return f"must be at least 1, got {v}"
     if name in ("lr", "clip_norm") and v <= 0:
         return f"must be positive, got {v}"
+    if name == "min_delta" and not v >= 0:
+        return f"must be at least 0, got {v}"
     if name == "validation" and not 0 <= v < 1:
         return f"must be in [0, 1), got {v}"
     if name in CHOICES and v not in CHOICES[name]:

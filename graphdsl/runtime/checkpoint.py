@@ -118,11 +118,15 @@ def load_checkpoint(path: str, expected_format: str = FORMAT) -> Checkpoint:
 
 
 def select(model: ModelGraph, checkpoint: Checkpoint, pattern: str = "*",
-           source: str = "checkpoint", exact: bool | None = None) -> dict[str, np.ndarray]:
-    """The checkpoint's tensors for ``model``'s tensors whose names match ``pattern``.
+           source: str = "checkpoint", exact: bool | None = None,
+           conversions: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The checkpoint's tensors for ``model``'s tensors whose names match ``pattern``, in
+    the dtypes the model stores (see :func:`convert`; each conversion is described in
+    ``conversions`` when given).
 
     Every problem is listed: a tensor of the model the checkpoint lacks, a tensor of the
-    checkpoint the model lacks (only when loading everything), a shape that differs.
+    checkpoint the model lacks (only when loading everything), a shape that differs, a
+    dtype that does not convert.
     """
     expected = expected_tensors(model)
     wanted = {n: s for n, s in expected.items() if matches(pattern, n)}
@@ -147,7 +151,56 @@ def select(model: ModelGraph, checkpoint: Checkpoint, pattern: str = "*",
             notes=tuple(Note(p) for p in problems),
             help="restore a subset with a pattern (`restore trunk.* from ...`)"
             if full else None)])
-    return {n: checkpoint.tensors[n] for n in wanted}
+    dtypes = stored_dtypes(model)
+    out: dict[str, np.ndarray] = {}
+    for name in wanted:
+        array, note = convert(name, checkpoint.tensors[name], dtypes[name])
+        if array is None:
+            problems.append(str(note))
+            continue
+        out[name] = array
+        if note is not None and conversions is not None:
+            conversions.append(f"{source}: {note}")
+    if problems:
+        raise CheckpointError([Diagnostic(
+            "error", "checkpoint-mismatch",
+            f"the {source} does not fit model `{model.name}`: dtypes that do not convert",
+            notes=tuple(Note(p) for p in problems))])
+    return out
+
+
+def convert(name: str, array: np.ndarray, dtype: np.dtype
+            ) -> tuple[np.ndarray | None, str | None]:
+    """``array`` in ``dtype``: (array, None) when it already is; (converted, what was done)
+    when every value converts exactly, or, float to a narrower float, when it rounds
+    within range; (None, why not) otherwise (an int beyond float32's 2**24, a float that
+    overflows, a fraction for an integer tensor)."""
+    if array.dtype == dtype:
+        return array, None
+    with np.errstate(invalid="ignore", over="ignore"):
+        converted = array.astype(dtype)
+        back = converted.astype(array.dtype)
+    both_float = array.dtype.kind == "f" and dtype.kind == "f"
+    if np.array_equal(back, array, equal_nan=both_float):
+        return converted, (f"`{name}` is {array.dtype}, converted exactly to {dtype}")
+    if both_float and np.isfinite(converted).all() == np.isfinite(array).all():
+        change = float(np.max(np.abs(back.astype(np.float64) - array.astype(np.float64))))
+        return converted, (f"`{name}` is {array.dtype}, rounded to {dtype} (largest change "
+                           f"{change:.3g})")
+    return None, (f"dtype: `{name}` is {array.dtype} and its values do not convert exactly "
+                  f"to {dtype}")
+
+
+def stored_dtypes(model: ModelGraph) -> dict[str, np.dtype]:
+    """Canonical name -> the numpy dtype a checkpoint stores it in (bfloat16 as float32)."""
+    out: dict[str, np.dtype] = {}
+    for node in model.params:
+        data = model.node(node)
+        dtype = str(data["type"].dtype)
+        out[data["name"]] = np.dtype("float32" if dtype == "bfloat16" else dtype)
+        if data["kernel_mask"] is not None:
+            out[data["name"] + "_mask"] = out[data["name"]]
+    return out
 
 
 def expected_tensors(model: ModelGraph) -> dict[str, tuple[int, ...]]:

@@ -320,6 +320,9 @@ def run_runtime_case(name: str, tmp_path: Path) -> tuple[Diagnostic, ...]:
         select,
     )
     from graphdsl.runtime.data import DataError, load_npz
+    from graphdsl.runtime.errors import TrainError
+    from graphdsl.runtime.loop import finite_or_error
+    from graphdsl.runtime.run_folder import check_folder
 
     model = runtime_model(tmp_path)
     try:
@@ -359,9 +362,22 @@ def run_runtime_case(name: str, tmp_path: Path) -> tuple[Diagnostic, ...]:
             (tmp_path / "my.map").write_text("fc.weight -> hidden.kernel\n"
                                              "fc.bias -> hidden.bias\n")
             convert_file(model, str(tmp_path / "w.safetensors"), str(tmp_path / "my.map"))
+        elif name == "checkpoint-mismatch_dtype":
+            tensors = {"dense.kernel": np.zeros((8, 3), "float32"),
+                       "dense.bias": np.full((3,), 2 ** 40 + 1, "int64")}
+            save_checkpoint(str(tmp_path / "w.safetensors"), tensors,
+                            model_metadata(model, "net.gdl"))
+            select(model, load_checkpoint(str(tmp_path / "w.safetensors")), "dense.*")
+        elif name == "non-finite-checkpoint_nan":
+            finite_or_error({"dense.kernel": np.full((4, 8), np.nan, "float32"),
+                             "dense.bias": np.zeros((8,), "float32")}, "w.safetensors")
+        elif name == "run-folder_holds_a_run":
+            (tmp_path / "run").mkdir()
+            (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+            check_folder(str(tmp_path / "run"), resume=False, force=False)
         else:
             raise KeyError(name)
-    except (DataError, CheckpointError) as err:
+    except (DataError, CheckpointError, TrainError) as err:
         return tuple(err.diagnostics)
     pytest.fail(f"{name}: no error was raised")
 
@@ -383,6 +399,11 @@ RUNTIME_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "weight-conversion", "does not convert to model `Net`",
         ("shape: `fc.weight` gives [8, 4] for `hidden.kernel`", "not mapped: `extra`",
          "missing: `dense.kernel` [8, 3]: no rule makes it")),
+    "checkpoint-mismatch_dtype": (
+        "checkpoint-mismatch", "dtypes that do not convert",
+        ("`dense.bias` is int64 and its values do not convert exactly to float32",)),
+    "non-finite-checkpoint_nan": ("non-finite-checkpoint", "`dense.kernel`", ()),
+    "run-folder_holds_a_run": ("run-folder", "already holds files (metrics.jsonl)", ()),
 }
 
 
@@ -404,7 +425,8 @@ def test_runtime(name: str, tmp_path: Path) -> None:
 
 # Codes that only a framework backend raises, so tests/diagnostics (run with the frameworks
 # blocked) cannot produce them: a test outside tests/core and tests/diagnostics must.
-FRAMEWORK_CODES = {"non-finite-loss": "backends/torch/train.py"}
+FRAMEWORK_CODES = {"non-finite-loss": "backends/torch/train.py",
+                   "non-finite-gradient": "backends/torch/train.py"}
 
 
 # --- coverage of the codes -------------------------------------------------------------

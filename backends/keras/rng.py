@@ -1,0 +1,55 @@
+"""Seeded, stateless randomness for the Keras training step, so a resumed run draws the
+same dropout masks and noise as an uninterrupted one.
+
+The ops (backends/keras/ops/) draw with TensorFlow's stateful `tf.random.uniform` and
+`tf.random.normal`. Inside a `tf.function` those keep their position in a kernel that no
+API can read or set, so it cannot be saved in a checkpoint. While the engine's step is
+traced, :meth:`StepRandomness.tracing` stands in stateless draws for them instead: draw i
+of step s uses the key fold_in(fold_in((seed, 0), s), i). The step number is a variable
+the engine sets before each step and saves with the training state, so the randomness of
+step s is a function of (seed, s) alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import tensorflow as tf
+
+
+class StepRandomness:
+    def __init__(self, seed: int):
+        self.base = tf.constant([seed, 0], dtype=tf.int64)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="rng_step")
+
+    def _key(self, draw: int) -> Any:
+        fold = tf.random.experimental.stateless_fold_in
+        return fold(fold(self.base, self.step), draw)
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[None]:
+        """Within: tf.random.uniform and tf.random.normal draw statelessly (only Python
+        code that runs here sees this: the tracing of a step, never its execution)."""
+        draws = itertools.count()
+        uniform, normal = tf.random.uniform, tf.random.normal
+
+        def stateless_uniform(shape: Any, minval: Any = 0, maxval: Any = None,
+                              dtype: Any = tf.float32, seed: Any = None,
+                              name: Any = None) -> Any:
+            return tf.random.stateless_uniform(shape, self._key(next(draws)), minval=minval,
+                                               maxval=maxval, dtype=dtype, name=name)
+
+        def stateless_normal(shape: Any, mean: Any = 0.0, stddev: Any = 1.0,
+                             dtype: Any = tf.float32, seed: Any = None,
+                             name: Any = None) -> Any:
+            return tf.random.stateless_normal(shape, self._key(next(draws)), mean=mean,
+                                              stddev=stddev, dtype=dtype, name=name)
+
+        tf.random.uniform, tf.random.normal = stateless_uniform, stateless_normal
+        try:
+            yield
+        finally:
+            tf.random.uniform, tf.random.normal = uniform, normal
