@@ -69,13 +69,26 @@ def layer_rows(m: ModelGraph) -> list[dict[str, Any]]:
     return rows
 
 
+SUMMARY_ROWS = 60
+
+
 def print_model(m: ModelGraph, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"model {m.name}", title_justify="left")
     for col in ("layer", "op", "output", "parameters", "flags"):
         table.add_column(col, justify="right" if col == "parameters" else "left")
-    for row in layer_rows(m):
+    rows = layer_rows(m)
+    # A long table is summarised: its head and tail, and how many rows lie between
+    # (printing thousands of rows cost more than checking the program). --json has all.
+    if len(rows) > SUMMARY_ROWS:
+        head, tail = SUMMARY_ROWS * 2 // 3, SUMMARY_ROWS // 3
+        hidden = rows[head:len(rows) - tail]
+        params = sum(r["parameters"] for r in hidden)
+        rows = [*rows[:head], {"layer": f"... {len(hidden):,} more layers", "op": "",
+                               "output": "(`--json` lists every row)", "parameters": params,
+                               "flags": []}, *rows[len(rows) - tail:]]
+    for row in rows:
         table.add_row(row["layer"], row["op"], row["output"], f"{row['parameters']:,}",
                       ", ".join(row["flags"]))
     console.print(table)

@@ -270,3 +270,19 @@ def test_importing_graphdsl_does_not_load_networkx() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_a_long_layer_table_is_summarised(capsys) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    from graphdsl.ir.summary import SUMMARY_ROWS, print_model
+
+    lines = ["model Long {", "    input x : float32[N, 4]", "    h = x"]
+    lines += ["    h = Dense(4)(h)"] * (SUMMARY_ROWS * 3)
+    lines += ["    inference output y = h", "}"]
+    program = graphdsl.compile("\n".join(lines) + "\n", file=FILE)
+    print_model(program.models["Long"], Console(width=200))
+    out = capsys.readouterr().out
+    assert f"{SUMMARY_ROWS * 2:,} more layers" in out
+    assert out.count("│ dense") == SUMMARY_ROWS
+    assert "dense_179" in out  # the last layer is shown
