@@ -115,7 +115,8 @@ class GraphModel(keras.Model):
     """
 
     def __init__(self, source: str, file: str, model_name: str,
-                 files: dict[str, str] | None = None, seed: int = 0, **kwargs: Any):
+                 files: dict[str, str] | None = None, seed: int = 0,
+                 base_dir: str | None = None, **kwargs: Any):
         kwargs.setdefault("name", model_name)
         super().__init__(**kwargs)
         self.program_source = source
@@ -123,7 +124,11 @@ class GraphModel(keras.Model):
         self.model_name = model_name
         self.program_files = dict(files or {})
         self.seed = seed
-        program = compile_text(source, file, model=model_name, files=self.program_files)
+        # Where the root's imports resolve (a string compiled with `base_dir=`); their
+        # texts are in `files`, keyed by the absolute paths resolved from here.
+        self.base_dir = base_dir
+        program = compile_text(source, file, model=model_name, files=self.program_files,
+                               base_dir=base_dir)
         self.ir: ModelGraph = program.models[model_name]
         self._build_variables(initial_values(self.ir, seed))
         codegen = Codegen(self.ir, load_all(), self._param_access,
@@ -225,7 +230,7 @@ class GraphModel(keras.Model):
             raise KeyError(f"`{path}` is not a model used as a layer in `{self.ir.name}`; "
                            f"those are: {', '.join(self.ir.submodels) or 'none'}")
         child = GraphModel(self.program_source, self.program_file, self.ir.submodels[path],
-                           files=self.program_files, seed=self.seed)
+                           files=self.program_files, seed=self.seed, base_dir=self.base_dir)
         mine = self._vars.items
         for name in list(child._vars.items):
             child._vars.items[name] = mine[f"{path}.{name}"]
@@ -319,7 +324,7 @@ class GraphModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {"source": self.program_source, "file": self.program_file,
                 "model_name": self.model_name, "files": self.program_files,
-                "seed": self.seed, "name": self.name}
+                "seed": self.seed, "base_dir": self.base_dir, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GraphModel:
@@ -334,7 +339,8 @@ def build_model(program: Any, model: ModelGraph, seed: int = 0,
     files = {os.path.abspath(p): t for p, t in texts.items() if p != root}
     # The root's absolute path: rebuilt elsewhere, its imports resolve to the saved texts.
     file = root if root.startswith("<") else os.path.abspath(root)
-    result = GraphModel(texts[root], file, model.name, files=files, seed=seed)
+    result = GraphModel(texts[root], file, model.name, files=files, seed=seed,
+                        base_dir=program.base_dir)
     if values is not None:
         result.load_arrays(values)
     return result

@@ -24,6 +24,7 @@ from graphdsl.ops.specs import Spec
 from graphdsl.runtime.weights import initial_values
 
 from .constraints import Reparametrization, project_
+from .layers import make_layer
 from .ops import load_all
 from .ops.elementwise import torch_dtype
 
@@ -36,7 +37,8 @@ class LossResult(NamedTuple):
 
 
 class Container(nn.Module):
-    """A node of the parameter tree: holds a layer's parameters or deeper containers."""
+    """A node of the module tree above the layers: a block instance, a `repeat`, a model
+    used as a layer, or the path of `param` statements."""
 
 
 class GraphModule(nn.Module):
@@ -55,6 +57,13 @@ class GraphModule(nn.Module):
         arrays = dict(values) if values is not None else initial_values(model, seed)
         self._constrained: list[tuple[nn.Module, str, Spec]] = []
         self._canonical: dict[str, tuple[nn.Module, str]] = {}
+        for path, record in model.layers.items():
+            *parents, leaf = path.split(".")
+            owner = self._container(parents)
+            if hasattr(owner, leaf) and leaf not in owner._modules:
+                raise ValueError(f"the name `{leaf}` clashes with an attribute of "
+                                 "torch.nn.Module; rename that layer")
+            owner.add_module(leaf, make_layer(model, record))
         for node in model.params:
             self._add_tensor(model.node(node), arrays)
         for node in model.ops():
@@ -151,6 +160,11 @@ class GraphModule(nn.Module):
         for owner, leaf, spec in self._constrained:
             project_(getattr(owner, leaf), spec)
 
+    # ---- pickle, copy.deepcopy, torch.save: the class is made from the graph, so rebuild
+    # it from the graph and restore the instance's state into it.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_restore, (self.ir, self.program_models), self.__dict__.copy())
+
     # ---- running
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if args:
@@ -172,9 +186,17 @@ def _param_access(data: dict[str, Any]) -> str:
     return access
 
 
+def _restore(model: ModelGraph,
+             program_models: Mapping[str, ModelGraph] | None) -> GraphModule:
+    """An empty instance of the model's class; pickle then sets its state."""
+    cls = module_class(model)
+    return cls.__new__(cls)
+
+
 def module_class(model: ModelGraph) -> type[GraphModule]:
     """A GraphModule subclass with this model's generated forward and loss methods."""
-    generated = Codegen(model, load_all(), _param_access).generate()
+    generated = Codegen(model, load_all(), _param_access,
+                        layer_call=lambda path: attr_chain("self", path)).generate()
     functions = generated.functions()
     class_name = "".join(ch for ch in model.name if ch.isalnum()) + "Module"
     attrs = {

@@ -1,4 +1,4 @@
-"""The `graphdsl` command: compile (check, summarise, draw), train, eval.
+"""The `graphdsl` command: compile (check, summarise, draw), train, eval, predict, export.
 
 Exit codes: 0 clean (warnings allowed), 1 errors in the program, 2 bad usage.
 """
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from graphdsl.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
 from graphdsl.cli.compile import add_compile_command, cmd_compile
+from graphdsl.cli.export import add_export_command, cmd_export
+from graphdsl.cli.predict import add_predict_command, cmd_predict
 from graphdsl.cli.train import add_train_commands, run_command
 
 
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     add_compile_command(sub)
     add_train_commands(sub)
+    add_predict_command(sub)
+    add_export_command(sub)
     return parser
 
 
@@ -36,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compile":
             return cmd_compile(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "export":
+            return cmd_export(args)
         return run_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("graphdsl: interrupted\n")

@@ -30,6 +30,8 @@ def model_json(m: ModelGraph) -> dict[str, Any]:
         "metrics": [m.node(n)["name"] for n in m.metrics],
         "ties": [{"parameter": p, "used_by": users} for p, users in m.ties().items()],
         "layers": len(m.layers),
+        # The rows of `graphdsl compile`'s table, as printed (layer, op, output, ...).
+        "rows": layer_rows(m),
         "hash": m.graph_hash(),
     }
 
