@@ -25,7 +25,8 @@ from .ops import load_all
 
 
 class Layer(nn.Module):
-    """A layer of the program; ``forward(**keywords)`` runs the op's implementation."""
+    """A layer of the program; ``forward(**keywords)`` is the op's implementation itself
+    (each subclass's ``forward`` is that function, so a call costs one function call)."""
 
     op_name = ""
 
@@ -36,8 +37,6 @@ class Layer(nn.Module):
     def extra_repr(self) -> str:
         return self.description
 
-    def forward(self, **keywords: Any) -> Any:
-        return _IMPLS[self.op_name](**keywords)
 
 
 load_registry()
@@ -46,7 +45,8 @@ LAYER_CLASSES: dict[str, type[Layer]] = {}
 for _name, _op in sorted(REGISTRY.items()):
     if _op.kind == "layer" and _name.isidentifier():
         LAYER_CLASSES[_name] = type(_name, (Layer,), {
-            "op_name": _name, "__module__": __name__, "__qualname__": _name,
+            "op_name": _name, "forward": staticmethod(_IMPLS[_name]),
+            "__module__": __name__, "__qualname__": _name,
             "__doc__": f"The graphdsl `{_name}` layer: {_op.summary}"})
         globals()[_name] = LAYER_CLASSES[_name]
 
@@ -73,10 +73,11 @@ def describe(model: ModelGraph, record: LayerRecord) -> str:
                 if t is not None and t.shape and isinstance(t.shape[-1], int):
                     parts.append(f"in_features={t.shape[-1]}")
                 break
+    args = model.node(record.calls[0])["args"] if record.calls else record.args
     for arg in op.args:
-        if arg.name not in record.args:
+        if arg.name not in args:
             continue
-        value = record.args[arg.name]
+        value = args[arg.name]
         if arg.required or value != arg.default:
             parts.append(f"{arg.name}={_show(value)}")
     for name, node in record.params.items():

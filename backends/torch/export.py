@@ -1,0 +1,79 @@
+"""Exports of a PyTorch-built model: ONNX (torch.onnx's dynamo exporter) and readable
+PyTorch source (torch_source.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphdsl.compiler import Program
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.ir.types import Sym
+from graphdsl.runtime.synthetic import synthetic_batch
+
+from .module import GraphModule, build_module
+
+
+class _Positional(nn.Module):
+    """The graph module with inputs as positional arguments and outputs as a tuple, the
+    calling convention exporters trace."""
+
+    def __init__(self, inner: GraphModule):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.inner(**dict(zip(self.inner.input_names, args, strict=True)))
+        return tuple(outputs[name] for name in self.inner.output_names)
+
+
+def dynamic_shapes(model: ModelGraph) -> tuple[dict[int, Any], ...]:
+    """One entry per input: axis -> torch.export.Dim, named after the program's symbol
+    (the same symbol on two inputs is the same Dim, so the exporter knows they agree)."""
+    dims: dict[str, Any] = {}
+    out = []
+    for node in model.inputs:
+        axes: dict[int, Any] = {}
+        for axis, d in enumerate(model.node(node)["type"].shape or ()):
+            if isinstance(d, Sym):
+                if len(d.terms) == 1 and d.terms[0][1] == 1 and d.const == 0:
+                    name = d.terms[0][0]
+                    axes[axis] = dims.setdefault(name, torch.export.Dim(name))
+                else:
+                    axes[axis] = torch.export.Dim.AUTO
+        out.append(axes)
+    return tuple(out)
+
+
+def example_inputs(model: ModelGraph) -> tuple[torch.Tensor, ...]:
+    # Sizes other than 0 and 1, which the exporter would take for constants.
+    batch = synthetic_batch(model, batch=2, steps=4)
+    return tuple(torch.from_numpy(batch[model.node(n)["name"]]) for n in model.inputs)
+
+
+def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.ndarray],
+                out: str) -> None:
+    """An ONNX file whose inputs and outputs carry the program's names and whose
+    symbolic dimensions stay dynamic."""
+    module = build_module(model, weights, program_models=program.models).eval()
+    wrapper = _Positional(module).eval()
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    with torch.no_grad():
+        program_onnx = torch.onnx.export(
+            wrapper, example_inputs(model), dynamo=True,
+            input_names=list(module.input_names), output_names=list(module.output_names),
+            dynamic_shapes=(dynamic_shapes(model),), verbose=False)
+    program_onnx.save(out)
+
+
+def export_source(program: Program, model: ModelGraph, weights: Mapping[str, np.ndarray],
+                  out: str) -> None:
+    from .torch_source import write_source
+
+    write_source(program, model, weights, out)
