@@ -52,6 +52,40 @@ class ParameterGroup(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "tensors": self.tensor_specs}
 
+    # `model.summary()` shows `output_shape` for a layer that has build shapes; the group is
+    # built from the start (its variables have their shapes), so there is nothing to rebuild
+    # from a saved build configuration.
+    def get_build_config(self) -> dict[str, Any] | None:
+        return None
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def describe(self, output_shape: tuple[Any, ...] | None) -> None:
+        """Give the summary the layer's output shape (symbolic sizes by name)."""
+        if output_shape is not None:
+            self.output_shape = output_shape
+            self._build_shapes_dict = {"input_shape": output_shape}
+
+
+def _group_class(op: str) -> type[ParameterGroup]:
+    """A ParameterGroup subclass named after the program's op, so that `model.summary()`
+    says `Dense`, `LayerNormalization`, ... in its type column."""
+    if op not in _GROUP_CLASSES:
+        cls = type(op, (ParameterGroup,), {"__module__": __name__, "__qualname__": op,
+                                            "__doc__": f"The variables of a `{op}` layer."})
+        _GROUP_CLASSES[op] = keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+    return _GROUP_CLASSES[op]
+
+
+_GROUP_CLASSES: dict[str, type[ParameterGroup]] = {}
+
+
+def _shape(t: Any) -> tuple[Any, ...] | None:
+    if t.shape is None:
+        return None
+    return tuple(d if isinstance(d, int) else str(d) for d in t.shape)
+
 
 class _Lookup:
     """A plain name -> object map that Keras' attribute tracking leaves alone."""
@@ -193,8 +227,18 @@ class GraphModel(keras.Model):
                     self._reparams[data["name"]] = _reparam(constraint)
                 else:
                     self._projections.append((data["name"], constraint))
-        self.parameter_groups = [ParameterGroup(tensors, name=path)
-                                 for path, tensors in by_path.items()]
+        # One group per layer of the program, in its order (the layers without variables
+        # too, so the summary lists every layer), then the `param` statements' groups.
+        self.parameter_groups = []
+        for path, record in self.ir.layers.items():
+            group = _group_class(record.op)(by_path.pop(path, []), name=path)
+            out_types = self.ir.node(record.calls[0])["types"] if record.calls else ()
+            group.describe(_shape(out_types[0]) if out_types else None)
+            self.parameter_groups.append(group)
+        for path, tensors in by_path.items():
+            group = ParameterGroup(tensors, name=path)
+            group.describe(tuple(tensors[0]["shape"]) if len(tensors) == 1 else None)
+            self.parameter_groups.append(group)
         variables = {}
         for group in self.parameter_groups:
             for t in group.tensor_specs:
