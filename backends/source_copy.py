@@ -175,10 +175,7 @@ class _Copier:
             self.add_function(value, name)
         elif (isinstance(value, type) or getattr(value, "__module__", None) == "typing") and \
                 getattr(value, "__module__", "").split(".")[0] in ALLOWED_MODULES:
-            if value.__module__ == "typing":
-                value_name = name
-            else:
-                value_name = value.__name__
+            value_name = name if value.__module__ == "typing" else value.__name__
             line = f"from {value.__module__} import {value_name}"
             if name != value_name:
                 line += f" as {name}"

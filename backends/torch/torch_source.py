@@ -16,6 +16,7 @@ from __future__ import annotations
 import keyword
 import os
 from collections.abc import Mapping
+
 import numpy as np
 import torch
 
