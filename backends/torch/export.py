@@ -64,7 +64,15 @@ def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.nd
     wrapper = _Positional(module).eval()
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    with torch.no_grad():
+    import logging
+    import warnings
+
+    # The exporter logs each torchvision op it cannot register (torchvision is optional)
+    # and warns about its own internals; neither concerns the user's model.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         program_onnx = torch.onnx.export(
             wrapper, example_inputs(model), dynamo=True,
             input_names=list(module.input_names), output_names=list(module.output_names),
