@@ -184,7 +184,10 @@ def write_source(program: Program, model: ModelGraph, weights: Mapping[str, np.n
             continue
         nodes = generic_owner[path]
         target = "self"
-        if path:
+        if path and any(p.startswith(path + ".") for p in model.layers):
+            container(path + ".")  # `param` statements beside layers: in their ModuleDict
+            target = _access("self", path)
+        elif path:
             container(path)
             containers.add(path)
             init_lines.append(f"{_access('self', path)} = Parameters()  # "
