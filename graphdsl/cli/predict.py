@@ -97,7 +97,8 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     from graphdsl.runtime.checkpoint import atomic_write_bytes
 
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    named: dict[str, Any] = dict(arrays)
+    np.savez(buffer, **named)
     atomic_write_bytes(path, buffer.getvalue())
 
 

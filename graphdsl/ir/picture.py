@@ -55,16 +55,16 @@ class _Clusters:
         self.of: dict[str, str] = {}
         lines: dict[str, tuple[int, int]] = {}
         for node, data in m.graph.nodes(data=True):
-            path = self._path(data)
-            if path is not None:
-                cluster = path.rpartition(".")[0]
+            owned = self._path(data)
+            if owned is not None:
+                cluster = owned.rpartition(".")[0]
                 self.of[node] = cluster
                 span = data.get("span")
                 if span is not None:
                     prefix = cluster
                     while prefix:
                         lo, hi = lines.get(prefix, (span.line, span.line))
-                        lines[prefix] = (min(lo, span.line), max(hi, span.end_line))
+                        lines[prefix] = (min(lo, span.line), max(hi, span.end_line or span.line))
                         prefix = prefix.rpartition(".")[0]
         previous = ""
         for node, data in m.graph.nodes(data=True):
@@ -107,7 +107,9 @@ def to_dot(m: ModelGraph, expand: bool = False) -> str:
 
 def to_graph(m: ModelGraph, expand: bool = False) -> Any:
     """The picture as a ``pydot.Dot`` (``.to_string()``, ``.create(format="svg")``)."""
-    import pydot
+    import importlib
+
+    pydot: Any = importlib.import_module("pydot")
 
     clusters = _Clusters(m)
     ties = m.ties()
