@@ -116,8 +116,11 @@ def to_graph(m: ModelGraph, expand: bool = False) -> Any:
     masks = {t.mask for _, d in m.graph.nodes(data=True) for t in d.get("types", ()) if t.mask}
     graph = pydot.Dot("G", graph_type="digraph", rankdir="TB", compound="true",
                       label=_text(f"model {m.name}"), labelloc="t", fontname="Helvetica",
-                      nodesep="0.25", ranksep="0.35")
-    graph.set_node_defaults(fontname="Helvetica", fontsize="10", height="0.3")
+                      nodesep="0.2", ranksep="0.22",
+                      # at most 20 x 11 inches (a 1920 x 1080 screen at 96 dpi): larger
+                      # drawings are scaled down to fit, smaller ones stay as drawn
+                      size="20,11")
+    graph.set_node_defaults(fontname="Helvetica", fontsize="9", height="0.28")
     graph.set_edge_defaults(fontname="Helvetica", fontsize="8", arrowsize="0.6")
 
     # -- which nodes are drawn, and what the hidden copies map to
@@ -176,7 +179,7 @@ def to_graph(m: ModelGraph, expand: bool = False) -> Any:
         if not drawn(node):
             continue
         attrs = dict(_STYLE[data["kind"]])
-        attrs["label"] = _label(data, clusters.of.get(node, ""))
+        attrs["label"] = _label(data, clusters.of.get(node, ""), _input_types(m, node))
         if data["kind"] == "param" and data["name"] in ties:
             attrs.update(color="red", penwidth="2")
         if data["kind"] == "op" and data.get("layer") in m.layers and \
@@ -228,18 +231,29 @@ def _legend(pydot: Any) -> Any:
     return legend
 
 
-def _label(d: dict[str, Any], cluster: str) -> str:
-    """Inside a cluster a layer shows its path below the cluster's (whose label says it)."""
+def _input_types(m: ModelGraph, node: str) -> list[Any]:
+    out = []
+    for src, edge in m.in_edges(node):
+        data = m.node(src)
+        if data["kind"] in ("input", "target", "param"):
+            out.append(data["type"])
+        elif data["kind"] == "op" and data["types"]:
+            out.append(data["types"][min(edge.get("index", 0), len(data["types"]) - 1)])
+    return out
+
+
+def _label(d: dict[str, Any], cluster: str, inputs: list[Any] | None = None) -> str:
+    """Inside a cluster a layer shows its path below the cluster's (whose label says it).
+    An op shows its output type where it differs from its inputs' (a LayerNormalization
+    keeps [B, T, 768]; a Dense to 3072 says so), which keeps the picture short."""
     kind = d["kind"]
     if kind == "op":
         t = d["types"][0] if d["types"] else None
         layer = d["layer"]
         if layer and cluster and layer.startswith(cluster + "."):
             layer = layer[len(cluster) + 1:]
-        lines = [layer or d["op"]]
-        if d["layer"]:
-            lines.append(d["op"])
-        if t is not None:
+        lines = [f"{layer}: {d['op']}" if layer else d["op"]]
+        if t is not None and (t.mask or not any(str(t) == str(i) for i in inputs or ())):
             lines.append(str(t) + (" (masked)" if t.mask else ""))
         return _text(*lines)
     if kind == "loss":

@@ -264,9 +264,9 @@ def test_dot_marks_ties_shared_layers_masks_and_losses(workdir, capsys) -> None:
     tie_edges = [e for e in edges if e.get("style") == "dashed" and e.get("color") == "red"]
     assert {e.get_source() for e in tie_edges} == {table.get_name()}
     assert len(tie_edges) == 2, "the table feeds the lookup and the transposed kernel"
-    proj_calls = named("proj\\nDense")
+    proj_calls = named("proj: Dense")
     assert len(proj_calls) == 2 and all(n.get("penwidth") == "3" for n in proj_calls)
-    assert named("lstm\\nLSTM")[0].get("penwidth") is None
+    assert named("lstm: LSTM")[0].get("penwidth") is None
     mask_edges = [e for e in edges if _label(e) == "mask"]
     assert mask_edges and all(e.get("style") == "dotted" for e in mask_edges)
     assert named("loss crossentropy\\nx 1")[0].get("shape") == "diamond"
@@ -309,6 +309,18 @@ def test_dot_collapses_a_repeat_to_one_copy_with_its_count(workdir, capsys) -> N
     # the output still hangs off the (one drawn) copy
     output = next(n for n in _all_nodes(short) if _label(n) == "output h")
     assert any(e.get_destination() == output.get_name() for e in _all_edges(short))
+
+
+def test_gpt2_small_is_drawn_on_one_screen(workdir, capsys) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert run_main(capsys, "compile", str(root / "examples" / "gpt2_small.gdl"), "--dot",
+                    "gpt2.dot")[0] == 0
+    graph = _dot_graph(workdir / "gpt2.dot")
+    drawn = [n for n in _all_nodes(graph) if not n.get_name().startswith("legend")
+             and n.get_name() not in ("node", "edge", "graph")]
+    # 12 blocks of 13 ops drawn as one copy: about 30 boxes, not 400
+    assert 20 < len(drawn) < 40, len(drawn)
+    assert graph.get("size") == '"20,11"'  # Graphviz scales a larger drawing down to fit
 
 
 def test_dot_quotes_any_name(workdir, capsys) -> None:
