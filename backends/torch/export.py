@@ -16,6 +16,7 @@ from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import Sym
 from graphdsl.runtime.synthetic import synthetic_batch
 
+from .. import ExportError
 from .module import GraphModule, build_module
 
 
@@ -73,10 +74,17 @@ def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.nd
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        program_onnx = torch.onnx.export(
-            wrapper, example_inputs(model), dynamo=True,
-            input_names=list(module.input_names), output_names=list(module.output_names),
-            dynamic_shapes=(dynamic_shapes(model),), verbose=False)
+        try:
+            program_onnx = torch.onnx.export(
+                wrapper, example_inputs(model), dynamo=True,
+                input_names=list(module.input_names), output_names=list(module.output_names),
+                dynamic_shapes=(dynamic_shapes(model),), verbose=False)
+        except ImportError:
+            raise
+        except Exception as exc:  # the exporter's reasons are many; say whose they are
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ExportError(f"torch.onnx could not export model `{model.name}`: "
+                              f"{type(exc).__name__}: {first}") from exc
     program_onnx.save(out)
 
 

@@ -38,8 +38,13 @@ def add_export_command(sub: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     import importlib
 
+    from graphdsl.backends import ExportError
     from graphdsl.cli.predict import load_weights
 
+    if args.format == "keras" and not args.out.endswith(".keras"):
+        sys.stderr.write(f"graphdsl: error: --format keras writes a .keras file; --out "
+                         f"{args.out} does not end in .keras\n")
+        return EXIT_USAGE
     program, code = load_program(args)
     if program is None:
         return code
@@ -60,5 +65,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         sys.stderr.write(f"graphdsl: error: --format {args.format} needs a package that is "
                          f"not installed: {exc}; install graphdsl[all]\n")
         return EXIT_USAGE
+    except ExportError as exc:
+        sys.stderr.write(f"graphdsl: error: {exc}\n")
+        return EXIT_ERRORS
     sys.stderr.write(f"wrote {args.format} export of `{model.name}` to {args.out}\n")
     return EXIT_OK
