@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 from torch.nn.utils import parametrize
 
 from graphdsl.ir.codegen import Codegen, attr_chain, const_name
@@ -57,13 +58,16 @@ class GraphModule(nn.Module):
         arrays = dict(values) if values is not None else initial_values(model, seed)
         self._constrained: list[tuple[nn.Module, str, Spec]] = []
         self._canonical: dict[str, tuple[nn.Module, str]] = {}
+        self._layer_list: list[nn.Module] = []  # a plain list: the tree registers them
         for path, record in model.layers.items():
             *parents, leaf = path.split(".")
             owner = self._container(parents)
             if hasattr(owner, leaf) and leaf not in owner._modules:
                 raise ValueError(f"the name `{leaf}` clashes with an attribute of "
                                  "torch.nn.Module; rename that layer")
-            owner.add_module(leaf, make_layer(model, record))
+            layer = make_layer(model, record)
+            owner.add_module(leaf, layer)
+            self._layer_list.append(layer)
         for node in model.params:
             self._add_tensor(model.node(node), arrays)
         for node in model.ops():
@@ -160,6 +164,19 @@ class GraphModule(nn.Module):
         for owner, leaf, spec in self._constrained:
             project_(getattr(owner, leaf), spec)
 
+    def _layers_hooked(self) -> bool:
+        """Whether any layer submodule has a hook (or a global module hook is set).
+
+        Two generated passes compute the same thing: one calls each op's implementation
+        directly (what a hand-written module costs), the other calls the layer submodules,
+        so that their hooks fire. Calling through ``nn.Module.__call__`` costs a few
+        microseconds a layer, which is paid only while someone is listening."""
+        for layer in self._layer_list:
+            if layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks \
+                    or layer._backward_pre_hooks:
+                return True
+        return bool(_global_hooks())
+
     # ---- pickle, copy.deepcopy, torch.save: the class is made from the graph, so rebuild
     # it from the graph and restore the instance's state into it.
     def __reduce_ex__(self, protocol: Any) -> Any:
@@ -169,14 +186,23 @@ class GraphModule(nn.Module):
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if args:
             inputs = {**dict(zip(self.input_names, args, strict=False)), **inputs}
+        if self._layers_hooked():
+            return self._run_forward_layers(inputs)  # type: ignore[attr-defined, no-any-return]
         return self._run_forward(inputs)  # type: ignore[attr-defined, no-any-return]
 
     def compute_losses(self, inputs: Mapping[str, torch.Tensor],
                        targets: Mapping[str, torch.Tensor]) -> LossResult:
         """The total loss, each weighted term, each metric, and the outputs, in one pass."""
-        outputs, terms, metrics = self._run_losses(inputs, targets)  # type: ignore[attr-defined]
+        run = self._run_losses_layers if self._layers_hooked() else self._run_losses  # type: ignore[attr-defined]
+        outputs, terms, metrics = run(inputs, targets)
         total = sum(terms.values()) if terms else torch.zeros(())
         return LossResult(total, terms, metrics, outputs)  # type: ignore[arg-type]
+
+
+def _global_hooks() -> bool:
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+                or torch_module._global_backward_hooks
+                or torch_module._global_backward_pre_hooks)
 
 
 def _param_access(data: dict[str, Any]) -> str:
@@ -195,9 +221,12 @@ def _restore(model: ModelGraph,
 
 def module_class(model: ModelGraph) -> type[GraphModule]:
     """A GraphModule subclass with this model's generated forward and loss methods."""
-    generated = Codegen(model, load_all(), _param_access,
-                        layer_call=lambda path: attr_chain("self", path)).generate()
+    generated = Codegen(model, load_all(), _param_access).generate()
     functions = generated.functions()
+    # the same passes through the layer submodules, for when hooks listen (_layers_hooked)
+    through_layers = Codegen(model, load_all(), _param_access,
+                             layer_call=lambda path: attr_chain("self", path)).generate()
+    functions.update({f"{name}_layers": fn for name, fn in through_layers.functions().items()})
     class_name = "".join(ch for ch in model.name if ch.isalnum()) + "Module"
     attrs = {
         **functions,

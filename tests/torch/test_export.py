@@ -226,8 +226,12 @@ def test_forward_hooks_fire_per_layer_call() -> None:
         if name:
             sub.register_forward_hook(
                 lambda m, args, out, name=name: seen.append((name, tuple(out.shape))))
-    module(ids=torch.zeros(2, 4, dtype=torch.int32))
+    ids = torch.zeros(2, 4, dtype=torch.int32)
+    module(ids=ids)
     assert seen == [("embed", (2, 4, 8)), ("lstm", (2, 4, 8)), ("dense", (2, 4, 30))]
+    seen.clear()
+    module.compute_losses({"ids": ids}, {"next": ids})  # the training pass too
+    assert [name for name, _ in seen] == ["embed", "lstm", "dense"]
 
 
 # Tracing records Python-level shape checks as constants, and says so: expected here.
