@@ -58,9 +58,11 @@ def example_inputs(model: ModelGraph) -> tuple[torch.Tensor, ...]:
 
 
 def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.ndarray],
-                out: str) -> None:
+                out: str) -> list[str]:
     """An ONNX file whose inputs and outputs carry the program's names and whose
-    symbolic dimensions stay dynamic."""
+    symbolic dimensions stay dynamic. Returns warnings: a symbolic size the exporter had
+    to fix (an implementation that loops over it in Python, as the LSTM does over time
+    steps) makes an ONNX model that takes only the traced size."""
     module = build_module(model, weights, program_models=program.models).eval()
     wrapper = _Positional(module).eval()
     folder = os.path.dirname(os.path.abspath(out))
@@ -86,6 +88,25 @@ def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.nd
             raise ExportError(f"torch.onnx could not export model `{model.name}`: "
                               f"{type(exc).__name__}: {first}") from exc
     program_onnx.save(out)
+    return _fixed_sizes(model, out)
+
+
+def _fixed_sizes(model: ModelGraph, path: str) -> list[str]:
+    import onnx
+
+    declared = {model.node(n)["name"]: model.node(n)["type"] for n in model.inputs}
+    notes = []
+    for value in onnx.load(path, load_external_data=False).graph.input:
+        t = declared.get(value.name)
+        if t is None or t.shape is None:
+            continue
+        for axis, (want, dim) in enumerate(zip(t.shape, value.type.tensor_type.shape.dim,
+                                               strict=False)):
+            if isinstance(want, Sym) and dim.HasField("dim_value"):
+                notes.append(f"input `{value.name}` axis {axis} ({want}) is fixed to "
+                             f"{dim.dim_value} in the ONNX model: an op loops over it in "
+                             "Python, so the exporter traced one size")
+    return notes
 
 
 def export_source(program: Program, model: ModelGraph, weights: Mapping[str, np.ndarray],

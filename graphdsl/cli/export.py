@@ -60,7 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                          f"backend's framework: {exc}\n")
         return EXIT_USAGE
     try:
-        getattr(module, function)(program, model, weights, args.out)
+        notes = getattr(module, function)(program, model, weights, args.out) or []
     except ImportError as exc:  # onnx, onnxscript: in graphdsl[all]
         sys.stderr.write(f"graphdsl: error: --format {args.format} needs a package that is "
                          f"not installed: {exc}; install graphdsl[all]\n")
@@ -68,5 +68,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         sys.stderr.write(f"graphdsl: error: {exc}\n")
         return EXIT_ERRORS
+    for note in notes:
+        sys.stderr.write(f"graphdsl: warning: {note}\n")
     sys.stderr.write(f"wrote {args.format} export of `{model.name}` to {args.out}\n")
     return EXIT_OK
