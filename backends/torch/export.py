@@ -88,15 +88,28 @@ def export_onnx(program: Program, model: ModelGraph, weights: Mapping[str, np.nd
             raise ExportError(f"torch.onnx could not export model `{model.name}`: "
                               f"{type(exc).__name__}: {first}") from exc
     program_onnx.save(out)
-    return _fixed_sizes(model, out)
+    return _symbolic_outputs(model, out)
 
 
-def _fixed_sizes(model: ModelGraph, path: str) -> list[str]:
+def _symbolic_outputs(model: ModelGraph, path: str) -> list[str]:
+    """Name the outputs' symbolic sizes as the program does (the exporter may record the
+    traced size for an axis that is dynamic, e.g. after an LSTM, and onnxruntime then
+    warns on every other size); return warnings for inputs whose size became fixed."""
     import onnx
 
+    proto = onnx.load(path)
+    outputs = {model.node(n)["name"]: model.node(n)["type"] for n in model.outputs}
+    for value in proto.graph.output:
+        t = outputs.get(value.name)
+        if t is None or t.shape is None:
+            continue
+        for want, dim in zip(t.shape, value.type.tensor_type.shape.dim, strict=False):
+            if isinstance(want, Sym):
+                dim.dim_param = str(want)
+    onnx.save(proto, path)
     declared = {model.node(n)["name"]: model.node(n)["type"] for n in model.inputs}
     notes = []
-    for value in onnx.load(path, load_external_data=False).graph.input:
+    for value in proto.graph.input:
         t = declared.get(value.name)
         if t is None or t.shape is None:
             continue
