@@ -6,6 +6,11 @@ its other uses read it (transposed uses are views made at use time). The forward
 is generated Python source, straight-line over the graph in topological order, so it
 costs what a hand-written module costs and ``torch.compile(fullgraph=True)`` traces it
 without graph breaks. The source (graphdsl/ir/codegen.py) is kept as ``module.generated_source``.
+
+Each layer of the program is a submodule of its op's class (backends/torch/layers.py), so
+``print(module)`` reads like the program and per-layer hooks fire: while a hook is set,
+the forward runs a second generated pass that calls the layer submodules (see
+``_layers_hooked``). The class is made per graph; pickling rebuilds it from the graph.
 """
 
 from __future__ import annotations
@@ -180,7 +185,7 @@ class GraphModule(nn.Module):
     # ---- pickle, copy.deepcopy, torch.save: the class is made from the graph, so rebuild
     # it from the graph and restore the instance's state into it.
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return (_restore, (self.ir, self.program_models), self.__dict__.copy())
+        return (_restore, (self.ir,), self.__dict__.copy())
 
     # ---- running
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -212,8 +217,7 @@ def _param_access(data: dict[str, Any]) -> str:
     return access
 
 
-def _restore(model: ModelGraph,
-             program_models: Mapping[str, ModelGraph] | None) -> GraphModule:
+def _restore(model: ModelGraph) -> GraphModule:
     """An empty instance of the model's class; pickle then sets its state."""
     cls = module_class(model)
     return cls.__new__(cls)
