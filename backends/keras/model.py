@@ -8,8 +8,10 @@ owns the variable and computes every use of it keeps the tie everywhere (the way
 ``keras.layers.ReversibleEmbedding`` does for its two roles). Here that object is the
 model: its configuration is the program's source, so ``from_config`` (used by loading,
 cloning and JSON) recompiles the same graph and makes each tied tensor once, for any
-tie. Each DSL layer's variables live in a :class:`ParameterGroup` sublayer named after
-the layer's path, so ``model.layers`` reads like the program.
+tie. Each DSL layer is a :class:`ParameterGroup` sublayer named after the layer's path,
+of a subclass named after its op (``Dense``, ``Embedding``) and holding its own variables,
+so ``model.layers`` and ``model.summary()`` (with output shapes and parameter counts) read
+like the program.
 
 Masks are explicit inputs of the ops that use them (the compiler attaches them), never
 Keras' implicit masking, so no op or sub-model can drop one silently.
