@@ -13,3 +13,7 @@ def get_backend(name: str) -> Any:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
     return importlib.import_module(BACKENDS[name])
+
+
+class ExportError(Exception):
+    """A model that a `graphdsl export` format cannot express (with the exporter's reason)."""

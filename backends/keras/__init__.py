@@ -53,3 +53,25 @@ def run_eval(program: Program, args: Any) -> int:
     from .train import run_eval as run
 
     return run(program, args)
+
+
+def predictor(program: Program, model: ModelGraph, values: Mapping[str, np.ndarray],
+              device: str | None = None) -> Any:
+    """A function from a batch of input arrays to every output as numpy (inference mode)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from .model import build_model
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "cuda" and not gpus:
+        raise RuntimeError("--device cuda: no CUDA device is available here")
+    where = "/GPU:0" if gpus and device in (None, "auto", "cuda") else "/CPU:0"
+    keras_model = build_model(program, model, values=values)
+
+    def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with tf.device(where):
+            outputs = keras_model(dict(batch), training=False)
+        return {k: np.asarray(v) for k, v in outputs.items()}
+
+    return run

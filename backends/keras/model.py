@@ -8,8 +8,10 @@ owns the variable and computes every use of it keeps the tie everywhere (the way
 ``keras.layers.ReversibleEmbedding`` does for its two roles). Here that object is the
 model: its configuration is the program's source, so ``from_config`` (used by loading,
 cloning and JSON) recompiles the same graph and makes each tied tensor once, for any
-tie. Each DSL layer's variables live in a :class:`ParameterGroup` sublayer named after
-the layer's path, so ``model.layers`` reads like the program.
+tie. Each DSL layer is a :class:`ParameterGroup` sublayer named after the layer's path,
+of a subclass named after its op (``Dense``, ``Embedding``) and holding its own variables,
+so ``model.layers`` and ``model.summary()`` (with output shapes and parameter counts) read
+like the program.
 
 Masks are explicit inputs of the ops that use them (the compiler attaches them), never
 Keras' implicit masking, so no op or sub-model can drop one silently.
@@ -52,6 +54,40 @@ class ParameterGroup(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "tensors": self.tensor_specs}
+
+    # `model.summary()` shows `output_shape` for a layer that has build shapes; the group is
+    # built from the start (its variables have their shapes), so there is nothing to rebuild
+    # from a saved build configuration.
+    def get_build_config(self) -> dict[str, Any] | None:
+        return None
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def describe(self, output_shape: tuple[Any, ...] | None) -> None:
+        """Give the summary the layer's output shape (symbolic sizes by name)."""
+        if output_shape is not None:
+            self.output_shape = output_shape
+            self._build_shapes_dict = {"input_shape": output_shape}
+
+
+def _group_class(op: str) -> type[ParameterGroup]:
+    """A ParameterGroup subclass named after the program's op, so that `model.summary()`
+    says `Dense`, `LayerNormalization`, ... in its type column."""
+    if op not in _GROUP_CLASSES:
+        cls = type(op, (ParameterGroup,), {"__module__": __name__, "__qualname__": op,
+                                            "__doc__": f"The variables of a `{op}` layer."})
+        _GROUP_CLASSES[op] = keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+    return _GROUP_CLASSES[op]
+
+
+_GROUP_CLASSES: dict[str, type[ParameterGroup]] = {}
+
+
+def _shape(t: Any) -> tuple[Any, ...] | None:
+    if t.shape is None:
+        return None
+    return tuple(d if isinstance(d, int) else str(d) for d in t.shape)
 
 
 class _Lookup:
@@ -117,7 +153,8 @@ class GraphModel(keras.Model):
 
     def __init__(self, source: str, file: str, model_name: str,
                  files: dict[str, str] | None = None, seed: int = 0,
-                 arguments: dict[str, Any] | None = None, **kwargs: Any):
+                 arguments: dict[str, Any] | None = None, base_dir: str | None = None,
+                 **kwargs: Any):
         kwargs.setdefault("name", model_name)
         super().__init__(**kwargs)
         self.program_source = source
@@ -128,8 +165,11 @@ class GraphModel(keras.Model):
         # The model's parameters given from outside (`--set`, ``args=``): part of the
         # configuration, so that the rebuilt model has the same sizes.
         self.arguments = dict(arguments or {})
+        # Where the root's imports resolve (a string compiled with `base_dir=`); their
+        # texts are in `files`, keyed by the absolute paths resolved from here.
+        self.base_dir = base_dir
         program = compile_text(source, file, model=model_name, files=self.program_files,
-                               args=self.arguments)
+                               args=self.arguments, base_dir=base_dir)
         self.ir: ModelGraph = program.models[model_name]
         self._build_variables(initial_values(self.ir, seed))
         codegen = Codegen(self.ir, load_all(), self._param_access,
@@ -194,8 +234,18 @@ class GraphModel(keras.Model):
                     self._reparams[data["name"]] = _reparam(constraint)
                 else:
                     self._projections.append((data["name"], constraint))
-        self.parameter_groups = [ParameterGroup(tensors, name=path)
-                                 for path, tensors in by_path.items()]
+        # One group per layer of the program, in its order (the layers without variables
+        # too, so the summary lists every layer), then the `param` statements' groups.
+        self.parameter_groups = []
+        for path, record in self.ir.layers.items():
+            group = _group_class(record.op)(by_path.pop(path, []), name=path)
+            out_types = self.ir.node(record.calls[0])["types"] if record.calls else ()
+            group.describe(_shape(out_types[0]) if out_types else None)
+            self.parameter_groups.append(group)
+        for path, tensors in by_path.items():
+            group = ParameterGroup(tensors, name=path)
+            group.describe(tuple(tensors[0]["shape"]) if len(tensors) == 1 else None)
+            self.parameter_groups.append(group)
         variables = {}
         for group in self.parameter_groups:
             for t in group.tensor_specs:
@@ -233,7 +283,7 @@ class GraphModel(keras.Model):
             raise KeyError(f"`{path}` is not a model used as a layer in `{self.ir.name}`; "
                            f"those are: {', '.join(self.ir.submodels) or 'none'}")
         child = GraphModel(self.program_source, self.program_file, self.ir.submodels[path],
-                           files=self.program_files, seed=self.seed)
+                           files=self.program_files, seed=self.seed, base_dir=self.base_dir)
         mine = self._vars.items
         for name in list(child._vars.items):
             child._vars.items[name] = mine[f"{path}.{name}"]
@@ -327,7 +377,8 @@ class GraphModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {"source": self.program_source, "file": self.program_file,
                 "model_name": self.model_name, "files": self.program_files,
-                "seed": self.seed, "arguments": self.arguments, "name": self.name}
+                "seed": self.seed, "arguments": self.arguments, "base_dir": self.base_dir,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> GraphModel:
@@ -345,7 +396,7 @@ def build_model(program: Any, model: ModelGraph, seed: int = 0,
     # The root's absolute path: rebuilt elsewhere, its imports resolve to the saved texts.
     file = root if root.startswith("<") else os.path.abspath(root)
     result = GraphModel(texts[root], file, model.name, files=files, seed=seed,
-                        arguments=model.arguments)
+                        arguments=model.arguments, base_dir=program.base_dir)
     if values is not None:
         result.load_arrays(values)
     return result

@@ -43,3 +43,27 @@ def run_eval(program: Program, args: Any) -> int:
     from .train import run_eval as run
 
     return run(program, args)
+
+
+def predictor(program: Program, model: ModelGraph, values: Mapping[str, np.ndarray],
+              device: str | None = None) -> Any:
+    """A function from a batch of input arrays to every output as numpy (inference mode)."""
+    import numpy as np
+    import torch
+
+    from .module import build_module
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available here")
+    where = torch.device("cuda" if device in (None, "auto") and torch.cuda.is_available()
+                         else "cpu" if device in (None, "auto") else device)
+    module = build_module(model, values, program_models=program.models).to(where).eval()
+
+    @torch.no_grad()
+    def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(where)
+                  for k, v in batch.items()}
+        return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy()
+                for k, v in module(**inputs).items()}
+
+    return run

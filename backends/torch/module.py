@@ -6,6 +6,11 @@ its other uses read it (transposed uses are views made at use time). The forward
 is generated Python source, straight-line over the graph in topological order, so it
 costs what a hand-written module costs and ``torch.compile(fullgraph=True)`` traces it
 without graph breaks. The source (graphdsl/ir/codegen.py) is kept as ``module.generated_source``.
+
+Each layer of the program is a submodule of its op's class (backends/torch/layers.py), so
+``print(module)`` reads like the program and per-layer hooks fire: while a hook is set,
+the forward runs a second generated pass that calls the layer submodules (see
+``_layers_hooked``). The class is made per graph; pickling rebuilds it from the graph.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 from torch.nn.utils import parametrize
 
 from graphdsl.ir.codegen import Codegen, attr_chain, const_name
@@ -25,6 +31,7 @@ from graphdsl.ops.specs import Spec
 from graphdsl.runtime.weights import initial_values
 
 from .constraints import Reparametrization, project_
+from .layers import make_layer
 from .ops import load_all
 from .ops.elementwise import torch_dtype
 
@@ -37,7 +44,8 @@ class LossResult(NamedTuple):
 
 
 class Container(nn.Module):
-    """A node of the parameter tree: holds a layer's parameters or deeper containers."""
+    """A node of the module tree above the layers: a block instance, a `repeat`, a model
+    used as a layer, or the path of `param` statements."""
 
 
 class GraphModule(nn.Module):
@@ -56,6 +64,16 @@ class GraphModule(nn.Module):
         arrays = dict(values) if values is not None else initial_values(model, seed)
         self._constrained: list[tuple[nn.Module, str, Spec]] = []
         self._canonical: dict[str, tuple[nn.Module, str]] = {}
+        self._layer_list: list[nn.Module] = []  # a plain list: the tree registers them
+        for path, record in model.layers.items():
+            *parents, leaf = path.split(".")
+            owner = self._container(parents)
+            if hasattr(owner, leaf) and leaf not in owner._modules:
+                raise ValueError(f"the name `{leaf}` clashes with an attribute of "
+                                 "torch.nn.Module; rename that layer")
+            layer = make_layer(model, record)
+            owner.add_module(leaf, layer)
+            self._layer_list.append(layer)
         for node in model.params:
             self._add_tensor(model.node(node), arrays)
         for node in model.ops():
@@ -156,18 +174,45 @@ class GraphModule(nn.Module):
         for owner, leaf, spec in self._constrained:
             project_(getattr(owner, leaf), spec)
 
+    def _layers_hooked(self) -> bool:
+        """Whether any layer submodule has a hook (or a global module hook is set).
+
+        Two generated passes compute the same thing: one calls each op's implementation
+        directly (what a hand-written module costs), the other calls the layer submodules,
+        so that their hooks fire. Calling through ``nn.Module.__call__`` costs a few
+        microseconds a layer, which is paid only while someone is listening."""
+        for layer in self._layer_list:
+            if layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks \
+                    or layer._backward_pre_hooks:
+                return True
+        return bool(_global_hooks())
+
+    # ---- pickle, copy.deepcopy, torch.save: the class is made from the graph, so rebuild
+    # it from the graph and restore the instance's state into it.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (_restore, (self.ir,), self.__dict__.copy())
+
     # ---- running
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if args:
             inputs = {**dict(zip(self.input_names, args, strict=False)), **inputs}
+        if self._layers_hooked():
+            return self._run_forward_layers(inputs)  # type: ignore[attr-defined, no-any-return]
         return self._run_forward(inputs)  # type: ignore[attr-defined, no-any-return]
 
     def compute_losses(self, inputs: Mapping[str, torch.Tensor],
                        targets: Mapping[str, torch.Tensor]) -> LossResult:
         """The total loss, each weighted term, each metric, and the outputs, in one pass."""
-        outputs, terms, metrics = self._run_losses(inputs, targets)  # type: ignore[attr-defined]
+        run = self._run_losses_layers if self._layers_hooked() else self._run_losses  # type: ignore[attr-defined]
+        outputs, terms, metrics = run(inputs, targets)
         total = sum(terms.values()) if terms else torch.zeros(())
         return LossResult(total, terms, metrics, outputs)  # type: ignore[arg-type]
+
+
+def _global_hooks() -> bool:
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+                or torch_module._global_backward_hooks
+                or torch_module._global_backward_pre_hooks)
 
 
 def _param_access(data: dict[str, Any]) -> str:
@@ -177,10 +222,20 @@ def _param_access(data: dict[str, Any]) -> str:
     return access
 
 
+def _restore(model: ModelGraph) -> GraphModule:
+    """An empty instance of the model's class; pickle then sets its state."""
+    cls = module_class(model)
+    return cls.__new__(cls)
+
+
 def module_class(model: ModelGraph) -> type[GraphModule]:
     """A GraphModule subclass with this model's generated forward and loss methods."""
     generated = Codegen(model, load_all(), _param_access).generate()
     functions = generated.functions()
+    # the same passes through the layer submodules, for when hooks listen (_layers_hooked)
+    through_layers = Codegen(model, load_all(), _param_access,
+                             layer_call=lambda path: attr_chain("self", path)).generate()
+    functions.update({f"{name}_layers": fn for name, fn in through_layers.functions().items()})
     class_name = "".join(ch for ch in model.name if ch.isalnum()) + "Module"
     attrs = {
         **functions,

@@ -24,8 +24,8 @@ class CommandParser(argparse.ArgumentParser):
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """`--model M` and `--set NAME=VALUE`: which model of the file, and its parameters.
     Every command that compiles a program adds them here, so they read the same."""
-    parser.add_argument("--model", help="which model of the file (by default `compile` checks them all and "
-                             "the other commands use the last one)")
+    parser.add_argument("--model", help="which model of the file (by default `compile` checks "
+                        "them all and the other commands use the last one)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="set_args",
                         help="override a parameter of the model, type-checked like its "

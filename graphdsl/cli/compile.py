@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -19,6 +18,8 @@ def add_compile_command(sub: Any) -> None:
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.add_argument("--dot", metavar="OUT.dot", help="write a Graphviz picture of the model")
     c.add_argument("--svg", metavar="OUT.svg", help="render the picture to SVG (needs `dot`)")
+    c.add_argument("--expand", action="store_true",
+                   help="draw every copy of a `repeat` (default: one copy and its count)")
     c.add_argument("--memory-limit", metavar="SIZE", default=None,
                    help="reject models whose parameters need more (e.g. 8GB); default 64GiB")
     c.add_argument("--check-parity", action="store_true",
@@ -62,15 +63,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def write_pictures(program: Any, args: argparse.Namespace) -> int:
     import shutil
-    import subprocess
-    import tempfile
 
-    from graphdsl.ir.summary import to_dot
+    from graphdsl.ir.picture import to_graph
 
     if not program.models:
         return EXIT_OK
     model = program.model(args.model)
-    dot = to_dot(model)
+    graph = to_graph(model, expand=args.expand)
+    dot = graph.to_string()
     if args.dot:
         atomic_write_text(args.dot, dot)
     if args.svg:
@@ -79,18 +79,16 @@ def write_pictures(program: Any, args: argparse.Namespace) -> int:
             sys.stderr.write("graphdsl: error: --svg needs Graphviz's `dot` program; write "
                              "--dot OUT.dot instead, or install graphviz\n")
             return EXIT_USAGE
-        with tempfile.NamedTemporaryFile("w", suffix=".dot", delete=False) as fh:
-            fh.write(dot)
-        try:
-            svg = subprocess.run([exe, "-Tsvg", fh.name], capture_output=True, text=True,
-                                 check=True).stdout
-        finally:
-            os.unlink(fh.name)
-        atomic_write_text(args.svg, svg)
+        svg = graph.create(prog=exe, format="svg")
+        atomic_write_bytes(args.svg, svg)
     return EXIT_OK
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    from graphdsl.runtime.checkpoint import atomic_write_bytes
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    from graphdsl.runtime.checkpoint import atomic_write_bytes as write
 
+    write(path, data)
+
+
+def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode())

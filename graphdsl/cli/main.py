@@ -1,4 +1,5 @@
-"""The `graphdsl` command: compile (check, summarise, draw), train, eval, convert.
+"""The `graphdsl` command: compile (check, summarise, draw), train, eval, predict, export,
+convert.
 
 Exit codes: 0 clean (warnings allowed), 1 errors in the program, 2 bad usage.
 """
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from graphdsl.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
 from graphdsl.cli.compile import add_compile_command, cmd_compile
 from graphdsl.cli.convert import add_convert_command, cmd_convert
+from graphdsl.cli.export import add_export_command, cmd_export
+from graphdsl.cli.predict import add_predict_command, cmd_predict
 from graphdsl.cli.train import add_train_commands, run_command
 
 
@@ -23,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compile_command(sub)
     add_train_commands(sub)
     add_convert_command(sub)
+    add_predict_command(sub)
+    add_export_command(sub)
     return parser
 
 
@@ -40,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_compile(args)
         if args.command == "convert":
             return cmd_convert(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "export":
+            return cmd_export(args)
         return run_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("graphdsl: interrupted\n")

@@ -4,8 +4,9 @@ A checked model graph becomes Python source: one line per node in topological or
 each op a call of the backend's implementation with keyword arguments named as the
 registry names them. Generated code is data (source + globals) before it runs; it is
 registered in ``linecache`` so tracebacks show it. A backend supplies how a parameter
-is read (``param_access``), how constants are read, and the expression for the
-training flag.
+is read (``param_access``), how constants are read, the expression for the training
+flag, and optionally how a layer is called (``layer_call``: PyTorch calls the layer's
+submodule, so per-layer hooks fire).
 """
 
 from __future__ import annotations
@@ -72,13 +73,17 @@ class Codegen:
     def __init__(self, model: ModelGraph, impls: dict[str, Callable[..., Any]],
                  param_access: Callable[[dict[str, Any]], str],
                  constant_access: Callable[[str], str] = lambda n: f"self.{const_name(n)}",
-                 training: str = "self.training", extra_args: str = ""):
+                 training: str = "self.training", extra_args: str = "",
+                 layer_call: Callable[[str], str] | None = None):
         self.model = model
         self.impls = impls
         self.param_access = param_access
         self.constant_access = constant_access
         self.training = training
         self.extra_args = extra_args
+        # A layer's call as an expression of its path (a submodule, so hooks see it);
+        # None: every op calls its implementation directly.
+        self.layer_call = layer_call
         self.globals: dict[str, Any] = {}
         self.names: dict[str, str] = {}
 
@@ -132,8 +137,11 @@ class Codegen:
         op = REGISTRY[data["op"]]
         if not op.inputs:  # `constant`, `arange`: static values the backend made up front
             return self.constant_access(node)
-        fn = f"_op_{op.name}"
-        self.globals[fn] = self.impls[op.name]
+        if self.layer_call is not None and data["layer"] in m.layers:
+            fn = self.layer_call(data["layer"])
+        else:
+            fn = f"_op_{op.name}"
+            self.globals[fn] = self.impls[op.name]
         ports: dict[str, list[tuple[int, str]]] = {}
         for src, edge in m.in_edges(node):
             ports.setdefault(edge["port"], []).append((edge.get("position", 0),

@@ -30,6 +30,8 @@ def model_json(m: ModelGraph) -> dict[str, Any]:
         "metrics": [m.node(n)["name"] for n in m.metrics],
         "ties": [{"parameter": p, "used_by": users} for p, users in m.ties().items()],
         "layers": len(m.layers),
+        # The rows of `graphdsl compile`'s table, as printed (layer, op, output, ...).
+        "rows": layer_rows(m),
         "hash": m.graph_hash(),
     }
 
@@ -107,51 +109,8 @@ def print_model(m: ModelGraph, console: Any) -> None:
                   + (f", {frozen:,} frozen" if frozen else "") + "; tied tensors counted once)")
 
 
-def to_dot(m: ModelGraph) -> str:
-    """Graphviz: ties dashed red, shared layers bold, masks dotted, loss terms as diamonds."""
-    lines = [f'digraph "{m.name}" {{', "  rankdir=TB;", '  node [fontname="Helvetica"];']
-    ties = m.ties()
-    for n, d in m.graph.nodes(data=True):
-        kind = d["kind"]
-        label = _label(n, d)
-        style = {"input": 'shape=invhouse, style=filled, fillcolor="#d0e8ff"',
-                 "target": 'shape=invhouse, style=filled, fillcolor="#ffe8c0"',
-                 "param": 'shape=cylinder, style=filled, fillcolor="#eeeeee"',
-                 "output": 'shape=house, style=filled, fillcolor="#d8f5d0"',
-                 "loss": 'shape=diamond, style=filled, fillcolor="#ffd0d0"',
-                 "metric": 'shape=diamond, style=filled, fillcolor="#f0f0ff"',
-                 "op": "shape=box"}[kind]
-        if kind == "param" and d["name"] in ties:
-            style += ', color=red, penwidth=2'
-        if kind == "op" and d["layer"] and m.layers.get(d["layer"]) and \
-                m.layers[d["layer"]].shared:
-            style += ", penwidth=3"
-        lines.append(f'  "{n}" [label="{label}", {style}];')
-    mask_nodes = {t.mask for _, d in m.graph.nodes(data=True) for t in d.get("types", ())
-                  if t.mask}
-    for u, v, d in m.graph.edges(data=True):
-        attrs = [f'label="{d["port"]}"']
-        src = m.node(u)
-        if src["kind"] == "param" and src["name"] in ties:
-            attrs.append('style=dashed, color=red')
-        if u in mask_nodes and d["port"].endswith("mask"):
-            attrs.append('style=dotted, color=blue')
-        lines.append(f'  "{u}" -> "{v}" [{", ".join(attrs)}];')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def to_dot(m: ModelGraph, expand: bool = False) -> str:
+    """The Graphviz picture (graphdsl/ir/picture.py)."""
+    from graphdsl.ir.picture import to_dot as draw
 
-
-def _label(n: str, d: dict[str, Any]) -> str:
-    kind = d["kind"]
-    if kind == "op":
-        t = d["types"][0] if d["types"] else None
-        head = d["layer"] or d["op"]
-        text = f"{head}\\n{d['op']}" + (f"\\n{t}" if t else "")
-        if t is not None and t.mask:
-            text += "\\n(masked)"
-        return text
-    if kind == "loss":
-        return f"loss {d['name']}\\nx {d['weight']:g}"
-    if kind in ("input", "target", "param"):
-        return f"{kind} {d['name']}\\n{d['type']}"
-    return f"{kind} {d['name']}"
+    return draw(m, expand)

@@ -73,16 +73,17 @@ class Dataset:
         return (len(self) + batch - 1) // batch
 
 
-def _names(model: ModelGraph) -> dict[str, tuple[str, object]]:
+def _names(model: ModelGraph, targets: bool = True) -> dict[str, tuple[str, object]]:
     out = {}
-    for node in model.inputs + model.targets:
+    for node in model.inputs + (model.targets if targets else []):
         data = model.node(node)
         out[data["name"]] = (data["kind"], data["type"])
     return out
 
 
-def load_npz(path: str, model: ModelGraph) -> Dataset:
-    """Arrays for each input and target, checked against their declared types."""
+def load_npz(path: str, model: ModelGraph, targets: bool = True) -> Dataset:
+    """Arrays for each input and target (only inputs when not ``targets``: for predicting),
+    checked against their declared types."""
     # An .npz is a zip archive. np.load would take anything else for a pickle and advise
     # unpickling it, which is never the fix (and unsafe for a file of unknown origin).
     if os.path.isfile(path) and not zipfile.is_zipfile(path):
@@ -100,7 +101,7 @@ def load_npz(path: str, model: ModelGraph) -> Dataset:
     problems: list[str] = []
     arrays: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
-    for name, (kind, t) in _names(model).items():
+    for name, (kind, t) in _names(model, targets).items():
         if name not in raw:
             problems.append(f"no array `{name}` for {kind} `{name}` {t} "
                             f"(the archive has: {', '.join(sorted(raw)) or 'nothing'})")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,28 +223,127 @@ def test_json_of_a_broken_program_is_still_json(workdir, capsys) -> None:
 # --- Graphviz --------------------------------------------------------------------------
 
 
+def _dot_graph(path: Path) -> Any:
+    """The written picture, read back by pydot (Graphviz's own grammar): nodes by label."""
+    import pydot
+
+    (graph,) = pydot.graph_from_dot_data(path.read_text())
+    return graph
+
+
+def _all_nodes(graph: Any) -> list[Any]:
+    nodes = list(graph.get_nodes())
+    for sub in graph.get_subgraphs():
+        nodes += _all_nodes(sub)
+    return nodes
+
+
+def _all_edges(graph: Any) -> list[Any]:
+    edges = list(graph.get_edges())
+    for sub in graph.get_subgraphs():
+        edges += _all_edges(sub)
+    return edges
+
+
+def _label(item: Any) -> str:
+    return (item.get("label") or "").strip('"')
+
+
 def test_dot_marks_ties_shared_layers_masks_and_losses(workdir, capsys) -> None:
     code, _, _ = run_main(capsys, "compile", "picture.gdl", "--dot", "out.dot")
     assert code == 0
-    dot = (workdir / "out.dot").read_text()
-    assert dot.startswith('digraph "Pic" {') and dot.rstrip().endswith("}")
-    lines = dot.splitlines()
+    graph = _dot_graph(workdir / "out.dot")
+    nodes = {n.get_name(): n for n in _all_nodes(graph) if not n.get_name().startswith("legend")}
 
-    def node_line(label_start: str) -> str:
-        (line,) = [ln for ln in lines if f'[label="{label_start}' in ln]
-        return line
+    def named(label_start: str) -> list[Any]:
+        return [n for n in nodes.values() if _label(n).startswith(label_start)]
 
-    assert "color=red" in node_line("param embed.embeddings")
-    tie_edges = [ln for ln in lines if "->" in ln and "style=dashed, color=red" in ln]
+    (table,) = named("param embed.embeddings")
+    assert table.get("color") == "red"
+    edges = [e for e in _all_edges(graph) if not e.get_source().startswith("legend")]
+    tie_edges = [e for e in edges if e.get("style") == "dashed" and e.get("color") == "red"]
+    assert {e.get_source() for e in tie_edges} == {table.get_name()}
     assert len(tie_edges) == 2, "the table feeds the lookup and the transposed kernel"
-    proj_calls = [ln for ln in lines if '[label="proj\\nDense' in ln]
-    assert len(proj_calls) == 2 and all("penwidth=3" in ln for ln in proj_calls)
-    assert "penwidth=3" not in node_line("lstm\\nLSTM")
-    mask_edges = [ln for ln in lines if 'label="mask"' in ln]
-    assert mask_edges and all("style=dotted" in ln for ln in mask_edges)
-    assert "shape=diamond" in node_line("loss crossentropy\\nx 1")
-    assert "shape=diamond" in node_line("loss mean\\nx 0.01")
-    assert dot.count("{") == dot.count("}")
+    proj_calls = named("proj: Dense")
+    assert len(proj_calls) == 2 and all(n.get("penwidth") == "3" for n in proj_calls)
+    assert named("lstm: LSTM")[0].get("penwidth") is None
+    mask_edges = [e for e in edges if _label(e) == "mask"]
+    assert mask_edges and all(e.get("style") == "dotted" for e in mask_edges)
+    assert named("loss crossentropy\\nx 1")[0].get("shape") == "diamond"
+    assert named("loss mean\\nx 0.01")[0].get("shape") == "diamond"
+    legend = [s for s in graph.get_subgraphs() if s.get_name() == "cluster_legend"]
+    assert legend, "a legend explains the styles"
+    legend_text = " ".join(_label(n) for n in legend[0].get_nodes())
+    for words in ("tied", "shared", "mask", "loss"):
+        assert words in legend_text
+
+
+REPEATED = """\
+block Res(d: int) {
+    input x : float32[B, d]
+    output x + Dense(d)(x)
+}
+model Deep {
+    input x : float32[B, 4]
+    target y : float32[B, 4]
+    h = repeat 5 Res(4)(x)
+    output h
+    loss mse(h, y)
+}
+"""
+
+
+def test_dot_collapses_a_repeat_to_one_copy_with_its_count(workdir, capsys) -> None:
+    (workdir / "deep.gdl").write_text(REPEATED)
+    assert run_main(capsys, "compile", "deep.gdl", "--dot", "short.dot")[0] == 0
+    assert run_main(capsys, "compile", "deep.gdl", "--dot", "long.dot", "--expand")[0] == 0
+    short, long = _dot_graph(workdir / "short.dot"), _dot_graph(workdir / "long.dot")
+    dense = [n for n in _all_nodes(short) if "Dense" in _label(n)]
+    assert len(dense) == 1
+    (repeat,) = [s for s in short.get_subgraphs() if "x 5" in _label(s)]
+    (copy,) = repeat.get_subgraphs()
+    assert _label(copy) == "res.0" and len(copy.get_nodes()) == 2  # the Dense and the add
+    (repeat,) = [s for s in long.get_subgraphs() if "repeat x 5" in _label(s)]
+    assert sorted(_label(c) for c in repeat.get_subgraphs()) == [f"res.{i}" for i in range(5)]
+    assert len([n for n in _all_nodes(long) if "Dense" in _label(n)]) == 5
+    # the output still hangs off the (one drawn) copy
+    output = next(n for n in _all_nodes(short) if _label(n) == "output h")
+    assert any(e.get_destination() == output.get_name() for e in _all_edges(short))
+
+
+def test_gpt2_small_is_drawn_on_one_screen(workdir, capsys) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert run_main(capsys, "compile", str(root / "examples" / "gpt2_small.gdl"), "--dot",
+                    "gpt2.dot")[0] == 0
+    graph = _dot_graph(workdir / "gpt2.dot")
+    drawn = [n for n in _all_nodes(graph) if not n.get_name().startswith("legend")
+             and n.get_name() not in ("node", "edge", "graph")]
+    # 12 blocks of 13 ops drawn as one copy: about 30 boxes, not 400
+    assert 20 < len(drawn) < 40, len(drawn)
+    assert graph.get("size") == '"20,11"'  # Graphviz scales a larger drawing down to fit
+
+
+def test_dot_quotes_any_name(workdir, capsys) -> None:
+    from graphdsl.compiler import compile_path
+    from graphdsl.ir.summary import to_dot
+
+    model = compile_path(str(workdir / "picture.gdl")).model()
+    layer = next(n for n, d in model.graph.nodes(data=True) if d.get("layer") == "proj")
+    model.graph.nodes[layer]["layer"] = 'pro"j {x} \\'  # a name no grammar would allow
+    (graph,) = __import__("pydot").graph_from_dot_data(to_dot(model))
+    assert any('pro\\"j {x}' in _label(n) for n in _all_nodes(graph))
+
+
+def test_json_carries_the_table_rows(workdir, capsys) -> None:
+    code, out, _ = run_main(capsys, "compile", "picture.gdl", "--json")
+    assert code == 0
+    (model,) = json.loads(out)["models"]
+    rows = {r["layer"]: r for r in model["rows"]}
+    assert rows["embed"] == {"layer": "embed", "op": "Embedding", "output": "float32[B, T, 8]",
+                             "parameters": 50 * 8, "flags": ["tied"]}
+    assert rows["proj"]["flags"] == ["shared x2"] and rows["proj"]["parameters"] == 8 * 8 + 8
+    assert rows["dense"]["parameters"] == 0 and "tied" in rows["dense"]["flags"]
+    assert len(model["rows"]) == model["layers"]
 
 
 def test_a_broken_program_writes_no_picture(workdir, capsys) -> None:

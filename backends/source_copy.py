@@ -1,0 +1,210 @@
+"""Copies of op implementations as standalone source, for exports that must run without
+graphdsl (``torch-source``, ``keras-source``).
+
+Given implementation functions, :func:`copy_functions` returns their source and, first,
+the source of everything they read at module level, followed transitively: helper
+functions (from the backend or from graphdsl's framework-free arithmetic), constants and
+tables (the module-level assignment, as written), and the imports of framework modules.
+Registration decorators are dropped. Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import sys
+import textwrap
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+ALLOWED_MODULES = ("torch", "keras", "numpy", "tensorflow", "math", "safetensors", "typing",
+                   "collections", "functools", "itertools")
+
+
+def _names_read(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _without_decorators(source: str) -> str:
+    tree = ast.parse(source)
+    node = tree.body[0]
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.decorator_list:
+        first = node.lineno - node.decorator_list[0].lineno
+        lines = source.splitlines()
+        return "\n".join(lines[first:]) if first > 0 else "\n".join(
+            line for line in lines if not line.lstrip().startswith("@"))
+    return source
+
+
+def _function_source(fn: Callable[..., Any]) -> str:
+    """A function's definition without decorators; a lambda's expression alone."""
+    text = textwrap.dedent(inspect.getsource(fn))
+    if fn.__name__ != "<lambda>":
+        return _without_decorators(text)
+    code = fn.__code__
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:  # a lambda inside a larger statement: parse the line's pieces
+        tree = ast.parse("(" + text.strip().rstrip(",").split(":", 1)[-1].strip() + ")") \
+            if text.strip().startswith('"') else ast.parse(text.strip().rstrip(","))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Lambda) and \
+                [a.arg for a in node.args.args] == list(code.co_varnames[:code.co_argcount]):
+            segment = ast.get_source_segment(ast.unparse(tree), node) or ast.unparse(node)
+            return ast.unparse(node) if segment is None else ast.unparse(node)
+    raise ValueError(f"cannot find the source of a lambda in {fn.__module__}")
+
+
+def _assignment_source(module: types.ModuleType, name: str) -> str | None:
+    """The module-level statement that assigns ``name``, as written."""
+    try:
+        text = inspect.getsource(module)
+    except (OSError, TypeError):
+        return None
+    for node in ast.parse(text).body:
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return ast.get_source_segment(text, node)
+    return None
+
+
+def _import_line(name: str, value: types.ModuleType) -> str:
+    full = value.__name__
+    root = full.split(".")[0]
+    if root not in ALLOWED_MODULES:
+        raise ValueError(f"an implementation reads module {full}, which an export cannot "
+                         "import")
+    if full == name:
+        return f"import {full}"
+    parent, _, leaf = full.rpartition(".")
+    if parent and leaf == name:
+        return f"from {parent} import {leaf}"
+    return f"import {full} as {name}"
+
+
+class _Copier:
+    def __init__(self) -> None:
+        self.imports: list[str] = []
+        self.blocks: list[str] = []
+        self.done: set[tuple[str, str]] = set()
+        self.counter = 0
+
+    def add_function(self, fn: Callable[..., Any], name: str | None = None) -> None:
+        if fn.__closure__ or fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
+            self.blocks.append(f"{name or fn.__name__} = {self._made(fn)}")
+            return
+        module = sys.modules[fn.__module__]
+        key = (fn.__module__, fn.__name__)
+        if key in self.done:
+            return
+        self.done.add(key)
+        source = _function_source(fn)
+        self._dependencies(ast.parse(source), module, own=fn.__name__)
+        if name is not None and name != fn.__name__:
+            source += f"\n\n\n{name} = {fn.__name__}"
+        self.blocks.append(source)
+
+    def _made(self, fn: Callable[..., Any]) -> str:
+        """An expression that makes a function defined inside another (a closure over
+        table entries such as `torch.add`, or a lambda of a table)."""
+        module = sys.modules[fn.__module__]
+        source = _function_source(fn)
+        tree = ast.parse(source)
+        free = fn.__code__.co_freevars
+        values = [self._value(cell.cell_contents) for cell in (fn.__closure__ or ())]
+        self._dependencies(tree, module, own=fn.__name__, skip=set(free))
+        if isinstance(tree.body[0], ast.Expr):  # a lambda
+            body = source
+            if not free:
+                return f"({body})"
+            return f"(lambda {', '.join(free)}: {body})({', '.join(values)})"
+        self.counter += 1
+        factory = f"_make_{fn.__name__}_{self.counter}"
+        inner = textwrap.indent(source, "    ")
+        self.blocks.append(f"def {factory}({', '.join(free)}):\n{inner}\n"
+                           f"    return {tree.body[0].name}")  # type: ignore[attr-defined]
+        return f"{factory}({', '.join(values)})"
+
+    def _value(self, value: Any) -> str:
+        """Source for a value a closure captured."""
+        if isinstance(value, (int, float, str, bool, type(None))):
+            return repr(value)
+        if isinstance(value, types.FunctionType):
+            if value.__closure__ or value.__name__ == "<lambda>" or \
+                    "<locals>" in value.__qualname__:
+                return self._made(value)
+            self.add_function(value)
+            return value.__name__
+        owner = getattr(value, "__objclass__", None)
+        module = getattr(owner or value, "__module__", None) or ""
+        if module.split(".")[0] in ALLOWED_MODULES:
+            root = module.split(".")[0]
+            if f"import {root}" not in self.imports:
+                self.imports.append(f"import {root}")
+            candidates = [f"{owner.__qualname__}.{value.__name__}"] if owner is not None \
+                else [value.__name__, value.__qualname__]
+            for qual in candidates:
+                found: Any = sys.modules.get(module)
+                for part in qual.split("."):
+                    found = getattr(found, part, None)
+                if found is value:
+                    return f"{module}.{qual}"
+        raise ValueError(f"cannot copy the captured value {value!r}")
+
+    def _dependencies(self, tree: ast.AST, module: types.ModuleType, own: str,
+                      skip: set[str] | None = None) -> None:
+        local = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)} | (skip or set())
+        for name in sorted(_names_read(tree) - local - {own}):
+            if name in module.__dict__:
+                self._global(name, module.__dict__[name], module)
+            elif not hasattr(builtins, name):
+                pass  # a local variable
+
+    def _global(self, name: str, value: Any, module: types.ModuleType) -> None:
+        if isinstance(value, types.ModuleType):
+            line = _import_line(name, value)
+            if line not in self.imports:
+                self.imports.append(line)
+        elif isinstance(value, types.FunctionType):
+            self.add_function(value, name)
+        elif (isinstance(value, type) or getattr(value, "__module__", None) == "typing") and \
+                getattr(value, "__module__", "").split(".")[0] in ALLOWED_MODULES:
+            value_name = name if value.__module__ == "typing" else value.__name__
+            line = f"from {value.__module__} import {value_name}"
+            if name != value_name:
+                line += f" as {name}"
+            if line not in self.imports:
+                self.imports.append(line)
+        elif callable(value) and getattr(value, "__module__", "").split(".")[0] \
+                in ALLOWED_MODULES and hasattr(value, "__name__"):
+            line = f"from {value.__module__} import {value.__name__}"
+            if line not in self.imports:
+                self.imports.append(line)
+        else:
+            key = (module.__name__, name)
+            if key in self.done:
+                return
+            self.done.add(key)
+            source = _assignment_source(module, name)
+            if source is None:
+                if isinstance(value, (int, float, str, bool, tuple, type(None))):
+                    source = f"{name} = {value!r}"
+                else:
+                    raise ValueError(f"cannot copy `{name}` of {module.__name__}")
+            self._dependencies(ast.parse(source), module, own=name)
+            self.blocks.append(source)
+
+
+def copy_functions(functions: Iterable[tuple[str, Callable[..., Any]]]) -> tuple[list[str],
+                                                                                  str]:
+    """(import lines, source defining each function under the given name)."""
+    copier = _Copier()
+    for name, fn in functions:
+        copier.add_function(fn, name)
+    return copier.imports, "\n\n\n".join(copier.blocks)
