@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
 # name -> (kind, default, check, meaning)
 SETTINGS: dict[str, tuple[str, Any, str]] = {
-    "data": ("str", None, "an .npz archive, or a text corpus (.txt / .txt.gz) for a language "
-             "model; relative to the program"),
+    "data": ("str", None, "an .npz archive, a folder of .npy files (memory-mapped), a token "
+             "file (.bin / .npy of uint16 or uint32 ids) or a text corpus (.txt / .txt.gz) for "
+             "a language model; relative to the program"),
     "epochs": ("int", 1, "passes over the training data"),
-    "batch": ("int", 32, "samples per step"),
+    "batch": ("int", 32, "samples per forward pass, over all processes together"),
+    "accumulate": ("int", 1, "forward passes whose gradients add up to one optimizer step "
+                   "(the same step as a batch this many times larger)"),
     "lr": ("float", None, "learning rate of every optimizer group that sets none"),
     "schedule": ("schedule", None, "learning-rate schedule: constant, step, cosine, linear"),
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
@@ -33,9 +36,18 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
                    "<unk>"),
     "precision": ("str", "fp32", "fp32, bf16 or fp16"),
     "device": ("str", "auto", "auto, cpu or cuda"),
+    "checkpoint_activations": ("bool", False, "recompute each repeated block's activations "
+                               "in the backward pass instead of keeping them (PyTorch)"),
+    "windows": ("str", "random", "token files: \"random\" windows (nanoGPT) or "
+                "\"sequential\" ones"),
+    "workers": ("int", 0, "background processes that load batches (PyTorch DataLoader); 0 "
+                "loads in a background thread"),
+    "shard": ("bool", False, "under torchrun, shard parameters, gradients and optimizer state "
+              "over the processes (FSDP2)"),
+    "devices": ("int", 1, "Keras: replicas of tf.distribute.MirroredStrategy"),
 }
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-           "tokenizer": ("word", "char")}
+           "tokenizer": ("word", "char"), "windows": ("random", "sequential")}
 
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
@@ -67,6 +79,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             v = value.value if isinstance(value, Const) else None
             ok = {"str": isinstance(v, str),
                   "int": isinstance(v, int) and not isinstance(v, bool),
+                  "bool": isinstance(v, bool),
                   "float": isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
             if not ok:
                 sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
@@ -137,7 +150,9 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
 
 def _value_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
-                "vocab_size") and v < 1:
+                "vocab_size", "accumulate", "devices") and v < 1:
+        return f"must be at least 1, got {v}"
+    if name == "workers" and v < 0:
         return f"must be at least 1, got {v}"
     if name in ("lr", "clip_norm") and v <= 0:
         return f"must be positive, got {v}"

@@ -26,6 +26,7 @@ import numpy as np
 from graphdsl.diagnostics import Diagnostic, Note
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Sym
+from graphdsl.runtime.distributed import shard_rows
 
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -61,12 +62,15 @@ class Dataset:
         return self.take(np.sort(order[: n - held])), self.take(np.sort(order[n - held:]))
 
     def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
-                start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                start: int = 0, part: tuple[int, int] = (0, 1)
+                ) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of ``batch`` rows (the last may be short); of each, only the rows of
+        process ``part[0]`` of ``part[1]``."""
         n = len(self)
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle \
             else np.arange(n)
         for i in range(start * batch, n, batch):
-            index = order[i: i + batch]
+            index = shard_rows(order[i: i + batch], part)
             yield {k: v[index] for k, v in self.arrays.items()}
 
     def steps_per_epoch(self, batch: int) -> int:

@@ -14,6 +14,7 @@ the optimizer state and the framework's random-number state are all in the check
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
 import os
@@ -38,6 +39,7 @@ from graphdsl.runtime.data import (
     load_text_corpus,
     save_vocab,
 )
+from graphdsl.runtime.distributed import World, split_batch_problem
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -169,6 +171,8 @@ class Engine(Protocol):
     """What the driver needs from a backend."""
 
     module: Any  # the native model
+    # An engine that runs several processes sets `world` (graphdsl/runtime/distributed.py);
+    # the driver reads it with getattr, so a single-process engine need not.
 
     def train_step(self, batch: Mapping[str, np.ndarray], lr_factor: float) -> StepResult:
         """One optimizer step; raises NonFiniteLoss before updating anything."""
@@ -201,10 +205,12 @@ def _console() -> Any:
 class RunLog:
     """metrics.jsonl, TensorBoard scalars when available, and the epoch summaries."""
 
-    def __init__(self, folder: str, quiet: bool, board: Any):
-        os.makedirs(folder, exist_ok=True)
+    def __init__(self, folder: str, quiet: bool, board: Any, write: bool = True):
         self.path = os.path.join(folder, "metrics.jsonl")
-        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.file: Any = io.StringIO()  # a process other than rank 0 writes nowhere
+        if write:
+            os.makedirs(folder, exist_ok=True)
+            self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
         self.quiet = quiet
         self.board = board
 
@@ -290,7 +296,8 @@ class Driver:
         self.model = model
         self.settings = settings
         self.engine = engine
-        self.quiet = quiet
+        self.world: World = getattr(engine, "world", None) or World()
+        self.quiet = quiet or not self.world.main  # rank 0 alone speaks and writes
         self.seed = int(settings["seed"])
         self.step = 0
         self.epoch = 0
@@ -317,9 +324,14 @@ class Driver:
                                    epoch=self.epoch)
         path = os.path.join(folder, "final.safetensors") if final else os.path.join(
             folder, "checkpoints", f"step-{self.step:08d}.safetensors")
-        ckpt.save_checkpoint(path, self.engine.export_arrays(), meta)
-        state_path = path.replace(".safetensors", ".state.safetensors")
+        meta["world_size"] = str(self.world.size)
+        # Every process gathers (a sharded model's tensors are collective), rank 0 writes.
+        arrays = self.engine.export_arrays()
         tensors, state = self.engine.training_state()
+        if not self.world.main:
+            return path
+        ckpt.save_checkpoint(path, arrays, meta)
+        state_path = path.replace(".safetensors", ".state.safetensors")
         state.update({"step": self.step, "epoch": self.epoch,
                       "batch_in_epoch": self.batch_in_epoch})
         ckpt.save_state(state_path, tensors, state)
@@ -360,9 +372,13 @@ class Driver:
         sums: dict[str, float] = {}
         metric_sums: dict[str, list[float]] = {}
         count = 0
-        for b in data.batches(batch, self.seed, 0, shuffle=False):
+        for b in data.batches(batch, self.seed, 0, shuffle=False, part=self.world.part):
             n = len(next(iter(b.values())))
+            if n == 0:  # a short last batch leaves some processes no rows: score one, count 0
+                b = next(data.batches(1, self.seed, 0, shuffle=False))
             result = self.engine.eval_batch(b)
+            if n == 0:
+                continue
             sums["loss"] = sums.get("loss", 0.0) + result.total * n
             for name, value in result.terms.items():
                 sums[name] = sums.get(name, 0.0) + value * n
@@ -371,13 +387,22 @@ class Driver:
                 acc[0] += total
                 acc[1] += valid
             count += n
+        if self.world.size > 1:  # every process scored its share of each batch
+            totals = self.world.sum({"n": count, **{f"s.{k}": v for k, v in sums.items()},
+                                     **{f"m.{k}.{i}": v[i] for k, v in metric_sums.items()
+                                        for i in (0, 1)}})
+            count = int(totals["n"])
+            sums = {k: totals[f"s.{k}"] for k in sums}
+            metric_sums = {k: [totals[f"m.{k}.0"], totals[f"m.{k}.1"]] for k in metric_sums}
         out = {k: v / max(count, 1) for k, v in sums.items()}
         out.update({k: s / max(c, 1e-12) for k, (s, c) in metric_sums.items()})
         return out
 
     # -- the loop
     def fit(self, data: Data, log: RunLog) -> History:
-        batch = int(self.settings["batch"])
+        # One optimizer step reads `accumulate` batches' worth of rows; the engine runs them
+        # as that many forward passes. Each process reads its share (`part`) of those rows.
+        batch = int(self.settings["batch"]) * int(self.settings["accumulate"])
         per_epoch = data.train.steps_per_epoch(batch)
         if per_epoch == 0:
             raise train_error("bad-data", "the training split is empty",
@@ -394,7 +419,7 @@ class Driver:
                 sums: dict[str, float] = {}
                 seen = 0
                 for b in data.train.batches(batch, self.seed, self.epoch,
-                                            start=self.batch_in_epoch):
+                                            start=self.batch_in_epoch, part=self.world.part):
                     try:
                         result = self.engine.train_step(b, lr_factor(schedule, self.step,
                                                                      total))
@@ -443,7 +468,8 @@ class Driver:
     def end_epoch(self, number: int, data: Data, batch: int, sums: dict[str, float],
                   seen: int, log: RunLog, history: History) -> None:
         train = {k: v / max(seen, 1) for k, v in sums.items()}
-        valid = self.evaluate(data.valid, batch) if len(data.valid) else {}
+        valid = self.evaluate(data.valid, int(self.settings["batch"])) \
+            if len(data.valid) else {}
         if valid and data.vocab is not None:
             valid["perplexity"] = math.exp(min(valid["loss"], 50.0))
         summary = {"epoch": number, "step": self.step, "train": train, "valid": valid}
@@ -467,13 +493,18 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
     settings = resolve_settings(model, overrides, out, compile)
     engine = make_engine(program, model, settings)
     driver = Driver(program, model, settings, engine, quiet)
+    problem = split_batch_problem(int(settings["batch"]), driver.world.size)
+    if problem is not None:
+        raise TrainError([problem])
     driver.restore_from_files()
     if resume and not driver.resume():
         driver.say(f"nothing to resume in {settings.out}: starting fresh")
     data = load_data(model, settings)
-    if data.vocab is not None:
+    if data.vocab is not None and driver.world.main:
         save_vocab(os.path.join(settings.out, "vocab.json"), data.vocab)
-    log = RunLog(settings.out, quiet, engine.open_board(settings.out))
+    log = RunLog(settings.out, driver.quiet,
+                 engine.open_board(settings.out) if driver.world.main else None,
+                 write=driver.world.main)
     try:
         history = driver.fit(data, log)
     finally:
@@ -493,7 +524,8 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
 
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "steps": args.steps, "precision": args.precision,
-                 "device": args.device}
+                 "device": args.device, "accumulate": args.accumulate,
+                 "shard": args.shard or None, "devices": args.devices}
     results = []
     try:
         for model in models_to_train(program, args.model):
@@ -512,6 +544,8 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
         return exc.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    if results and not driver.world.main:
+        return EXIT_OK
     if args.json:
         print(json.dumps({"ok": True, "runs": results}, indent=2))
     else:
@@ -562,6 +596,8 @@ def run_eval(program: Program, args: Any, make_engine: EngineFactory) -> int:
     except TrainError as exc:
         report(exc.diagnostics, program.sources)
         return exc.code
+    if not driver.world.main:
+        return EXIT_OK
     if args.json:
         print(json.dumps({"ok": True, "model": model.name, "samples": len(split), **values},
                          indent=2))
