@@ -92,6 +92,15 @@ def average_gradients(params: Iterator[torch.Tensor], world: World) -> None:
             p.grad /= world.size
 
 
+def settle(passes: nn.Module) -> None:
+    """FSDP2 leaves the root's parameters gathered after a forward without backward (an
+    evaluation): shard them again, so the module holds the parameters its optimizer
+    steps, and reading them (a checkpoint) sees the shards."""
+    reshard = getattr(passes, "reshard", None)
+    if reshard is not None:
+        reshard()
+
+
 def is_sharded(tensor: torch.Tensor) -> bool:
     from torch.distributed.tensor import DTensor
 

@@ -193,6 +193,7 @@ class TorchEngine:
             torch.nn.utils.clip_grad_norm_(params, float(clip))
         self.step_optimizers()
         self.scaler.update()
+        dist_.settle(self.ddp)
         self.module.project_constraints()
         return summary
 
@@ -239,7 +240,9 @@ class TorchEngine:
     @torch.no_grad()
     def eval_batch(self, batch: Mapping[str, np.ndarray]) -> StepResult:
         self.module.eval()
-        return self._result(self._losses(batch, self.eval_pass))
+        result = self._result(self._losses(batch, self.eval_pass))
+        dist_.settle(self.ddp)
+        return result
 
     # -- weights and state
     def export_arrays(self) -> dict[str, np.ndarray]:
