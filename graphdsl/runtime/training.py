@@ -39,7 +39,7 @@ from graphdsl.runtime.data import (
     load_text_corpus,
     save_vocab,
 )
-from graphdsl.runtime.distributed import World, split_batch_problem
+from graphdsl.runtime.distributed import World, launched_world, split_batch_problem
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -491,11 +491,12 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
                           "to train", help="add a `loss` statement, or train the model that "
                           "uses this one")
     settings = resolve_settings(model, overrides, out, compile)
-    engine = make_engine(program, model, settings)
-    driver = Driver(program, model, settings, engine, quiet)
-    problem = split_batch_problem(int(settings["batch"]), driver.world.size)
+    # Refused before any process connects to the others, so all stop at once.
+    problem = split_batch_problem(int(settings["batch"]), launched_world().size)
     if problem is not None:
         raise TrainError([problem])
+    engine = make_engine(program, model, settings)
+    driver = Driver(program, model, settings, engine, quiet)
     driver.restore_from_files()
     if resume and not driver.resume():
         driver.say(f"nothing to resume in {settings.out}: starting fresh")
