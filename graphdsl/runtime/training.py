@@ -31,15 +31,9 @@ from graphdsl.elaborate.train_block import SETTINGS
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops.specs import Spec, default_spec
 from graphdsl.runtime import checkpoint as ckpt
-from graphdsl.runtime.data import (
-    DataError,
-    Dataset,
-    is_text,
-    load_npz,
-    load_text_corpus,
-    save_vocab,
-)
+from graphdsl.runtime.data import DataError, Dataset, load_npz, save_vocab
 from graphdsl.runtime.distributed import World, launched_world, split_batch_problem
+from graphdsl.runtime.streams import Source, kind_of, open_source
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -132,8 +126,8 @@ def lr_factor(schedule: Spec | None, step: int, total: int) -> float:
 
 @dataclass
 class Data:
-    train: Dataset
-    valid: Dataset
+    train: Dataset | Source
+    valid: Dataset | Source
     vocab: list[str] | None = None
 
 
@@ -143,12 +137,8 @@ def load_data(model: ModelGraph, settings: Settings) -> Data:
         raise train_error("bad-data", f"no data for model `{model.name}`",
                           help='set `data = "file.npz"` in its train block, or pass --data')
     try:
-        if is_text(path):
-            train, valid, vocab = load_text_corpus(
-                path, model, sequence_length=settings["sequence_length"],
-                tokenizer=settings["tokenizer"], vocab_size=settings["vocab_size"],
-                validation=settings["validation"],
-                vocab_file=os.path.join(settings.out, "vocab.json"))
+        if kind_of(path) != "npz":  # read a batch at a time (graphdsl/runtime/streams.py)
+            train, valid, vocab = open_source(path, model, settings.values, settings.out)
             return Data(train, valid, vocab)
         dataset = load_npz(path, model)
     except DataError as exc:
@@ -368,7 +358,7 @@ class Driver:
         return True
 
     # -- evaluation
-    def evaluate(self, data: Dataset, batch: int) -> dict[str, float]:
+    def evaluate(self, data: Dataset | Source, batch: int) -> dict[str, float]:
         sums: dict[str, float] = {}
         metric_sums: dict[str, list[float]] = {}
         count = 0

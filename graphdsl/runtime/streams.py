@@ -1,0 +1,265 @@
+"""Training data bigger than memory: read a batch at a time, from files left on disk.
+
+- a folder of ``.npy`` files named after the model's inputs and targets (``x.npy``,
+  ``y.npy``), opened memory-mapped (``np.load(mmap_mode="r", allow_pickle=False)``);
+- a token file for a language model: a flat ``.bin`` of uint16 ids (uint32 when the
+  model's Embedding takes more than 65536), as nanoGPT writes them, or a 1-D ``.npy`` of
+  integer ids; the model reads windows of its `sequence_length`: random ones
+  (`windows = "random"`, nanoGPT's sampling) or consecutive ones (`"sequential"`);
+- a text corpus (``.txt``, ``.txt.gz``), streamed line by line, never read whole: one pass
+  counts the lines, one builds the vocabulary, one writes the ids to a temporary file
+  that is then memory-mapped like a token file.
+
+Batches come in the same order as from an in-memory :class:`~graphdsl.runtime.data.Dataset`
+(drawn from (seed, epoch)), so a run on a memory-mapped folder trains exactly as one on
+the same arrays in an .npz, and a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from graphdsl.ir.graph import ModelGraph
+from graphdsl.runtime.data import (
+    _error,
+    _storage,
+    build_vocab,
+    checked_arrays,
+    lm_names,
+    tokenize,
+)
+from graphdsl.runtime.distributed import shard_rows
+
+Batch = dict[str, np.ndarray]
+
+
+class Rows:
+    """Named arrays (in memory or memory-mapped) and which of their rows this split uses;
+    a batch is read from disk, and cast, only when it is yielded. ``stride`` = (worker,
+    workers) yields every workers-th batch, for loaders that read in several processes."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], dtypes: dict[str, str],
+                 rows: np.ndarray | None = None):
+        self.arrays = arrays
+        self.dtypes = dtypes
+        n = len(next(iter(arrays.values()))) if arrays else 0
+        self.rows = np.arange(n) if rows is None else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def split(self, validation: float, seed: int) -> tuple[Rows, Rows]:
+        """The same split as Dataset.split, as row numbers: nothing is copied."""
+        n = len(self)
+        order = np.random.default_rng([seed, 7919]).permutation(n)
+        held = int(round(n * validation))
+        if validation > 0 and n > 1:
+            held = min(max(held, 1), n - 1)
+        return (Rows(self.arrays, self.dtypes, self.rows[np.sort(order[: n - held])]),
+                Rows(self.arrays, self.dtypes, self.rows[np.sort(order[n - held:])]))
+
+    def read(self, index: np.ndarray) -> Batch:
+        rows = self.rows[index]
+        return {k: np.asarray(v[rows]).astype(self.dtypes[k], copy=False)
+                for k, v in self.arrays.items()}
+
+    def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
+                start: int = 0, part: tuple[int, int] = (0, 1),
+                stride: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        n = len(self)
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle \
+            else np.arange(n)
+        for step, i in enumerate(range(start * batch, n, batch)):
+            if step % stride[1] == stride[0]:
+                yield self.read(shard_rows(order[i: i + batch], part))
+
+    def steps_per_epoch(self, batch: int) -> int:
+        return (len(self) + batch - 1) // batch
+
+
+class TokenWindows:
+    """Windows of ``length`` tokens from a flat id array (memory-mapped): the input is a
+    window, the target the same window one token on. An epoch is as many windows as fit
+    end to end; random windows start anywhere, drawn from (seed, epoch, step)."""
+
+    def __init__(self, tokens: np.ndarray, names: tuple[str, str], dtypes: dict[str, str],
+                 length: int, random: bool):
+        self.tokens = tokens
+        self.source, self.target = names
+        self.dtypes = dtypes
+        self.length = length
+        self.random = random
+        self.windows = max((len(tokens) - 1) // length, 0)
+        # [windows, length + 1] as a view: reading a batch copies only its windows.
+        self.view = np.lib.stride_tricks.sliding_window_view(tokens, length + 1) \
+            if len(tokens) > length else np.zeros((0, length + 1), tokens.dtype)
+
+    def __len__(self) -> int:
+        return self.windows
+
+    def read(self, starts: np.ndarray) -> Batch:
+        w = np.asarray(self.view[starts])
+        return {self.source: w[:, :-1].astype(self.dtypes[self.source]),
+                self.target: w[:, 1:].astype(self.dtypes[self.target])}
+
+    def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
+                start: int = 0, part: tuple[int, int] = (0, 1),
+                stride: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        last = len(self.view)
+        for step in range(start, self.steps_per_epoch(batch)):
+            if step % stride[1] != stride[0]:
+                continue
+            count = min(batch, self.windows - step * batch)
+            if self.random and shuffle:
+                starts = np.random.default_rng([seed, epoch, step]).integers(0, last, count)
+            else:
+                starts = (step * batch + np.arange(count)) * self.length
+            yield self.read(shard_rows(starts, part))
+
+    def steps_per_epoch(self, batch: int) -> int:
+        return (self.windows + batch - 1) // batch
+
+
+Source = Rows | TokenWindows
+
+
+# ---- opening --------------------------------------------------------------------------
+
+
+def kind_of(path: str) -> str:
+    if os.path.isdir(path):
+        return "npy-folder"
+    if path.endswith((".txt", ".txt.gz", ".text")):
+        return "text"
+    if path.endswith((".bin", ".npy")):
+        return "tokens"
+    return "npz"
+
+
+def open_npy_folder(path: str, model: ModelGraph) -> Rows:
+    raw: dict[str, np.ndarray] = {}
+    for entry in sorted(os.listdir(path)):
+        if entry.endswith(".npy"):
+            try:
+                raw[entry[:-4]] = np.load(os.path.join(path, entry), mmap_mode="r",
+                                          allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise _error(f"cannot read {os.path.join(path, entry)}: {exc}") from None
+    arrays = checked_arrays(raw, model, path, "the folder")
+    return Rows(arrays, {k: _storage(model, k) for k in arrays})
+
+
+def open_token_file(path: str, model: ModelGraph, *, sequence_length: int, windows: str,
+                    validation: float) -> tuple[TokenWindows, TokenWindows]:
+    """Train and validation windows; the last `validation` share of the tokens is held out."""
+    source, target, capacity = lm_names(model)
+    try:
+        if path.endswith(".npy"):
+            tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            tokens = np.memmap(path, dtype=np.uint16 if capacity <= 1 << 16 else np.uint32,
+                               mode="r")
+    except (OSError, ValueError) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+    if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+        raise _error(f"{path} holds {tokens.dtype} {list(tokens.shape)}, expected a flat "
+                     "array of integer token ids", help="save it with numpy.save(path, "
+                     "ids.astype(numpy.uint16)), or as raw uint16 in a .bin file")
+    head = tokens[: 1 << 20]  # all of a small file; a sample of a big one, not read whole
+    if len(head) and int(head.max()) >= capacity:
+        raise _error(f"{path} has token id {int(head.max())}, but the model's Embedding takes "
+                     f"{capacity} ids", help="train a model with a larger vocabulary"
+                     + (", or the file is uint32 (save it as .npy to say so)"
+                        if path.endswith(".bin") else ""))
+    cut = len(tokens) - int(len(tokens) * validation)
+    dtypes = {source: _storage(model, source), target: _storage(model, target)}
+    names = (source, target)
+    return (TokenWindows(tokens[:cut], names, dtypes, sequence_length, windows == "random"),
+            TokenWindows(tokens[cut:], names, dtypes, sequence_length, False))
+
+
+def _lines(path: str) -> Iterator[str]:
+    """The file's lines as str.splitlines on the whole text gives them, one at a time."""
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            for line in fh:
+                yield from line.splitlines()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+
+
+def open_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, tokenizer: str,
+                     vocab_size: int | None, validation: float, vocab_file: str | None,
+                     scratch: str | None = None) -> tuple[Rows, Rows, list[str]]:
+    """Train and validation sequences, end to end; the last `validation` share of the
+    lines is held out. The ids go to an unnamed temporary file (in ``scratch``) that
+    disappears with the process."""
+    source, target, capacity = lm_names(model)
+    lines = sum(1 for _ in _lines(path))
+    cut = lines - int(lines * validation)
+    if vocab_file and os.path.exists(vocab_file):
+        with open(vocab_file, encoding="utf-8") as fh:
+            vocab = json.load(fh)["tokens"]
+    else:
+        counts: Counter[str] = Counter()
+        for i, line in enumerate(_lines(path)):
+            if i >= cut:
+                break
+            counts.update(tokenize([line], tokenizer))
+        vocab = build_vocab(counts, min(vocab_size or capacity, capacity))
+    if len(vocab) > capacity:
+        raise _error(f"the vocabulary has {len(vocab)} tokens but the model's Embedding takes "
+                     f"{capacity}")
+    index = {w: i for i, w in enumerate(vocab)}
+    unk = index["<unk>"]
+    dtype = np.uint16 if len(vocab) <= 1 << 16 else np.uint32
+    dtypes = {source: _storage(model, source), target: _storage(model, target)}
+
+    def sequences(fh: Any, count: int) -> Rows:
+        n = max((count - 1) // sequence_length, 0)
+        if n == 0:
+            empty = np.zeros((0, sequence_length), dtype)
+            return Rows({source: empty, target: empty}, dtypes)
+        fh.flush()
+        ids = np.memmap(fh, dtype=dtype, mode="r", shape=(count,))  # outlives the file object
+        return Rows({source: ids[: n * sequence_length].reshape(n, sequence_length),
+                     target: ids[1: n * sequence_length + 1].reshape(n, sequence_length)},
+                    dtypes)
+
+    with tempfile.TemporaryFile(dir=scratch) as train_ids, \
+            tempfile.TemporaryFile(dir=scratch) as valid_ids:
+        written = [0, 0]
+        for i, line in enumerate(_lines(path)):
+            ids = np.fromiter((index.get(t, unk) for t in tokenize([line], tokenizer)), dtype)
+            (valid_ids if i >= cut else train_ids).write(ids.tobytes())
+            written[i >= cut] += len(ids)
+        return sequences(train_ids, written[0]), sequences(valid_ids, written[1]), vocab
+
+
+def open_source(path: str, model: ModelGraph, values: dict[str, Any], out: str
+                ) -> tuple[Any, Any, list[str] | None]:
+    """(train, validation, vocabulary) for the streamed kinds of data."""
+    kind = kind_of(path)
+    if kind == "text":
+        os.makedirs(out, exist_ok=True)
+        return open_text_corpus(path, model, sequence_length=values["sequence_length"],
+                                tokenizer=values["tokenizer"], vocab_size=values["vocab_size"],
+                                validation=values["validation"],
+                                vocab_file=os.path.join(out, "vocab.json"), scratch=out)
+    if kind == "tokens":
+        train, valid = open_token_file(path, model, sequence_length=values["sequence_length"],
+                                       windows=values["windows"],
+                                       validation=values["validation"])
+        return train, valid, None
+    train_rows, valid_rows = open_npy_folder(path, model).split(values["validation"],
+                                                                values["seed"])
+    return train_rows, valid_rows, None
