@@ -3,6 +3,7 @@ optimizers and the step itself are in step.py."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -102,6 +103,19 @@ class KerasEngine:
                 key = f"opt{i}.{j}"
                 if key in tensors:
                     v.assign(np.reshape(tensors[key], v.shape))
+
+    def loader(self, batches: Any, workers: int) -> Any:
+        """tf.data reads ahead (`workers` batches) while the step runs. The generator runs in
+        tf.data's thread: Python sources have no parallel reads in tf.data."""
+        source = batches((0, 1))
+        first = next(source, None)
+        if first is None:
+            return iter(())
+        signature = {k: tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype))
+                     for k, v in first.items()}
+        data = tf.data.Dataset.from_generator(lambda: itertools.chain([first], source),
+                                              output_signature=signature)
+        return data.prefetch(max(workers, 1)).as_numpy_iterator()
 
     def open_board(self, folder: str) -> Any:
         import importlib.util

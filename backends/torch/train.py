@@ -293,6 +293,11 @@ class TorchEngine:
                 if entry:
                     opt.state[p] = entry
 
+    def loader(self, batches: Any, workers: int) -> Any:
+        from .loader import loader
+
+        return loader(batches, workers)
+
     def open_board(self, folder: str) -> Any:
         try:
             from torch.utils.tensorboard import SummaryWriter

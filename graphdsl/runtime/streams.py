@@ -263,3 +263,45 @@ def open_source(path: str, model: ModelGraph, values: dict[str, Any], out: str
     train_rows, valid_rows = open_npy_folder(path, model).split(values["validation"],
                                                                 values["seed"])
     return train_rows, valid_rows, None
+
+
+# ---- loading ahead ----------------------------------------------------------------------
+
+
+def background(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """The same batches, read ``depth`` ahead in a thread while the step runs (reading a
+    memory-mapped file and numpy's gathers release the GIL). Stopping early stops it."""
+    import queue
+    import threading
+
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def read() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        ahead.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+
+    worker = threading.Thread(target=read, name="graphdsl-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

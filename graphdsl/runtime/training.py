@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from graphdsl.ops.specs import Spec, default_spec
 from graphdsl.runtime import checkpoint as ckpt
 from graphdsl.runtime.data import DataError, Dataset, load_npz, save_vocab
 from graphdsl.runtime.distributed import World, launched_world, split_batch_problem
-from graphdsl.runtime.streams import Source, kind_of, open_source
+from graphdsl.runtime.streams import Source, background, kind_of, open_source
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -408,8 +408,7 @@ class Driver:
             while self.step < total:
                 sums: dict[str, float] = {}
                 seen = 0
-                for b in data.train.batches(batch, self.seed, self.epoch,
-                                            start=self.batch_in_epoch, part=self.world.part):
+                for b in self.loaded(data.train, batch):
                     try:
                         result = self.engine.train_step(b, lr_factor(schedule, self.step,
                                                                      total))
@@ -445,6 +444,23 @@ class Driver:
         self.save(final=True)
         history.steps = self.step
         return history
+
+    def loaded(self, source: Dataset | Source, batch: int) -> Iterator[dict[str, np.ndarray]]:
+        """This epoch's batches from its current position, this process's share of each,
+        read ahead in the background: by the engine's loader (PyTorch DataLoader worker
+        processes, tf.data) when `workers` asks for processes, else in a thread."""
+        def batches(stride: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+            if isinstance(source, Dataset):  # in memory: read in one stride
+                return source.batches(batch, self.seed, self.epoch,
+                                      start=self.batch_in_epoch, part=self.world.part)
+            return source.batches(batch, self.seed, self.epoch, start=self.batch_in_epoch,
+                                  part=self.world.part, stride=stride)
+
+        workers = int(self.settings["workers"])
+        loader = getattr(self.engine, "loader", None)
+        if workers and loader is not None and not isinstance(source, Dataset):
+            return loader(batches, workers)
+        return background(batches())
 
     def non_finite(self, terms: list[str]) -> TrainError:
         return TrainError([Diagnostic(
