@@ -17,8 +17,15 @@ from graphdsl.ir.graph import ModelGraph
 from graphdsl.runtime import training
 from graphdsl.runtime.training import NonFiniteLoss, Settings, StepResult, train_error
 
+from . import distributed as mirrored
 from .model import build_model
-from .step import apply_gradients, compute_gradients, make_groups
+from .step import (
+    apply_gradients,
+    compute_gradients,
+    finish_gradients,
+    make_groups,
+    raw_gradients,
+)
 
 
 class KerasEngine:
@@ -28,22 +35,65 @@ class KerasEngine:
                               "TensorFlow here", help="use --device cpu or auto")
         self.device = "/GPU:0" if settings["device"] in ("auto", "cuda") and \
             tf.config.list_physical_devices("GPU") else "/CPU:0"
+        # Before anything touches TensorFlow's devices: logical CPUs are declared here.
+        self.strategy = mirrored.strategy_for(int(settings["devices"]))
+        if self.strategy is not None and int(settings["accumulate"]) > 1:
+            raise train_error("train-setting", "`accumulate` is not supported with several "
+                              "Keras devices yet", help="use a larger batch instead")
+        if "TF_CONFIG" in os.environ:
+            self.world = mirrored.worker_world()
         keras.utils.set_random_seed(int(settings["seed"]))
         if settings["precision"] in ("bf16", "fp16"):
             keras.mixed_precision.set_global_policy(
                 "mixed_bfloat16" if settings["precision"] == "bf16" else "mixed_float16")
-        with tf.device(self.device):
+        with self.strategy.scope() if self.strategy else tf.device(self.device):
             self.module = build_model(program, model, seed=int(settings["seed"]))
             self.module.groups = make_groups(self.module, specs=settings.optimizers)
             self.module.clip_norm = settings["clip_norm"]
+            if self.strategy is not None:  # optimizer variables mirrored too, made here
+                for _, opt, names in self.module.groups:
+                    opt.build([self.module._vars[n] for n in names])
+        self.accumulate = int(settings["accumulate"])
         self.model = model
         jit = bool(settings.compile)
         self._compute = tf.function(self._compute_py, jit_compile=jit, reduce_retracing=True)
+        self._compute_weighted = tf.function(self._compute_weighted_py, jit_compile=jit,
+                                             reduce_retracing=True)
+        self._finish_apply = tf.function(self._finish_apply_py, reduce_retracing=True)
         self._apply = tf.function(self._apply_py, reduce_retracing=True)
         self._eval = tf.function(self._eval_py, jit_compile=jit, reduce_retracing=True)
+        self._compute_replicas = tf.function(self._compute_replicas_py, reduce_retracing=True)
+        self._apply_replicas = tf.function(self._apply_replicas_py, reduce_retracing=True)
+
+    # -- several replicas (MirroredStrategy)
+    def _compute_replicas_py(self, rows: Any) -> Any:
+        def replica(part: Any) -> Any:
+            x, y, weight = part
+            ctx = tf.distribute.get_replica_context()
+            terms, metrics, grads = raw_gradients(self.module, x, y, weight)
+            grads = finish_gradients(self.module, [ctx.all_reduce("SUM", g) for g in grads])
+            share = 1.0 / ctx.num_replicas_in_sync  # the optimizer sums the replicas again
+            grads = [[g * share for g in group] for group in grads]
+            weighted = {k: v * tf.cast(weight, v.dtype) for k, v in terms.items()}
+            metrics = {k: (s * tf.cast(weight > 0, s.dtype), c * tf.cast(weight > 0, c.dtype))
+                       for k, (s, c) in metrics.items()}
+            return weighted, metrics, grads
+
+        weighted, metrics, grads = self.strategy.run(replica, args=(rows,))
+        total = self.strategy.reduce("SUM", (weighted, metrics), axis=None)
+        return total[0], total[1], grads
+
+    def _apply_replicas_py(self, grads: Any) -> None:
+        self.strategy.run(lambda g: apply_gradients(self.module, g), args=(grads,))
 
     def _compute_py(self, x: dict[str, Any], y: dict[str, Any]) -> Any:
         return compute_gradients(self.module, x, y)
+
+    def _compute_weighted_py(self, x: dict[str, Any], y: dict[str, Any], share: Any) -> Any:
+        return raw_gradients(self.module, x, y, share)
+
+    def _finish_apply_py(self, grads: list[Any]) -> None:
+        apply_gradients(self.module, finish_gradients(self.module, grads))
 
     def _apply_py(self, grads: list[Any]) -> None:
         apply_gradients(self.module, grads)
@@ -53,7 +103,13 @@ class KerasEngine:
         return terms, metrics
 
     def _split(self, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
-        return ({k: tf.convert_to_tensor(batch[k]) for k in self.module.input_names},
+        compute = keras.mixed_precision.global_policy().compute_dtype
+
+        def tensor(value: np.ndarray) -> Any:  # float inputs in the compute dtype (bf16)
+            t = tf.convert_to_tensor(value)
+            return tf.cast(t, compute) if t.dtype == tf.float32 and compute != "float32" else t
+
+        return ({k: tensor(batch[k]) for k in self.module.input_names},
                 {k: tf.convert_to_tensor(batch[k]) for k in self.module.target_names})
 
     @staticmethod
@@ -65,6 +121,18 @@ class KerasEngine:
     def train_step(self, batch: Mapping[str, np.ndarray], lr_factor: float) -> StepResult:
         for spec, opt, _ in self.module.groups:
             opt.learning_rate.assign(float(spec["lr"]) * lr_factor)
+        if self.strategy is not None:
+            rows = mirrored.per_replica(self.strategy, batch, (self.module.input_names,
+                                                               self.module.target_names))
+            terms, metrics, grads = self._compute_replicas(rows)
+            result = self._result(terms, metrics)
+            bad = [k for k, v in result.terms.items() if not np.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(bad)
+            self._apply_replicas(grads)
+            return result
+        if self.accumulate > 1:
+            return self._accumulated_step(batch)
         x, y = self._split(batch)
         with tf.device(self.device):
             terms, metrics, grads = self._compute(x, y)
@@ -74,6 +142,34 @@ class KerasEngine:
                 raise NonFiniteLoss(bad)
             self._apply(grads)
         return result
+
+    def _accumulated_step(self, batch: Mapping[str, np.ndarray]) -> StepResult:
+        """`accumulate` passes, each weighted by its share of the rows, summed, one step."""
+        rows = len(next(iter(batch.values())))
+        total: list[Any] | None = None
+        results = []
+        for cut in np.array_split(np.arange(rows), self.accumulate):
+            if not len(cut):
+                continue
+            share = len(cut) / rows
+            x, y = self._split({k: v[cut[0]: cut[-1] + 1] for k, v in batch.items()})
+            with tf.device(self.device):
+                terms, metrics, grads = self._compute_weighted(x, y, tf.constant(share))
+            result = self._result(terms, metrics)
+            bad = [k for k, v in result.terms.items() if not np.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(bad)
+            results.append((share, result))
+            total = grads if total is None else [[a + b for a, b in zip(ga, gb, strict=True)]
+                                                 for ga, gb in zip(total, grads, strict=True)]
+        with tf.device(self.device):
+            self._finish_apply(total)
+        return StepResult(sum(s * r.total for s, r in results),
+                          {k: sum(s * r.terms[k] for s, r in results)
+                           for k in results[0][1].terms},
+                          {k: (sum(r.metrics[k][0] for _, r in results),
+                               sum(r.metrics[k][1] for _, r in results))
+                           for k in results[0][1].metrics})
 
     def eval_batch(self, batch: Mapping[str, np.ndarray]) -> StepResult:
         x, y = self._split(batch)
