@@ -17,12 +17,13 @@ the same arrays in an .npz, and a resumed run sees the same batches.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -41,12 +42,38 @@ from graphdsl.runtime.distributed import shard_rows
 Batch = dict[str, np.ndarray]
 
 
+class Mapped:
+    """An array on disk, mapped afresh for each read and unmapped after it. A mapping kept
+    open keeps every page it ever touched in the process's resident memory (random
+    windows over a 4 GB file would end up holding all of it; nanoGPT re-creates its
+    memmap each batch for this reason); a read copies what it needs and lets go."""
+
+    def __init__(self, open_array: Callable[[], np.ndarray]):
+        self.open_array = open_array
+        sample = open_array()
+        self.shape: tuple[int, ...] = sample.shape
+        self.dtype = sample.dtype
+        self.ndim = sample.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.array(self.open_array()[index])
+
+    def windows(self, lo: int, starts: np.ndarray, length: int) -> np.ndarray:
+        """[len(starts), length] tokens from lo + each start."""
+        tokens = self.open_array()
+        view = np.lib.stride_tricks.sliding_window_view(tokens[lo:], length)
+        return np.array(view[starts])
+
+
 class Rows:
     """Named arrays (in memory or memory-mapped) and which of their rows this split uses;
     a batch is read from disk, and cast, only when it is yielded. ``stride`` = (worker,
     workers) yields every workers-th batch, for loaders that read in several processes."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], dtypes: dict[str, str],
+    def __init__(self, arrays: dict[str, Any], dtypes: dict[str, str],
                  rows: np.ndarray | None = None):
         self.arrays = arrays
         self.dtypes = dtypes
@@ -86,34 +113,35 @@ class Rows:
 
 
 class TokenWindows:
-    """Windows of ``length`` tokens from a flat id array (memory-mapped): the input is a
-    window, the target the same window one token on. An epoch is as many windows as fit
-    end to end; random windows start anywhere, drawn from (seed, epoch, step)."""
+    """Windows of ``length`` tokens from tokens[lo:hi] of a flat id array on disk: the
+    input is a window, the target the same window one token on. An epoch is as many
+    windows as fit end to end; random windows start anywhere, drawn from (seed, epoch,
+    step)."""
 
-    def __init__(self, tokens: np.ndarray, names: tuple[str, str], dtypes: dict[str, str],
-                 length: int, random: bool):
+    def __init__(self, tokens: Mapped, lo: int, hi: int, names: tuple[str, str],
+                 dtypes: dict[str, str], length: int, random: bool):
         self.tokens = tokens
+        self.lo, self.hi = lo, hi
         self.source, self.target = names
         self.dtypes = dtypes
         self.length = length
         self.random = random
-        self.windows = max((len(tokens) - 1) // length, 0)
-        # [windows, length + 1] as a view: reading a batch copies only its windows.
-        self.view = np.lib.stride_tricks.sliding_window_view(tokens, length + 1) \
-            if len(tokens) > length else np.zeros((0, length + 1), tokens.dtype)
+        self.windows = max((hi - lo - 1) // length, 0)
+        self.starts = max(hi - lo - length, 0)  # where a window of length + 1 can start
 
     def __len__(self) -> int:
         return self.windows
 
     def read(self, starts: np.ndarray) -> Batch:
-        w = np.asarray(self.view[starts])
+        w = self.tokens.windows(self.lo, starts, self.length + 1) if len(starts) else \
+            np.zeros((0, self.length + 1), self.tokens.dtype)
         return {self.source: w[:, :-1].astype(self.dtypes[self.source]),
                 self.target: w[:, 1:].astype(self.dtypes[self.target])}
 
     def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
                 start: int = 0, part: tuple[int, int] = (0, 1),
                 stride: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
-        last = len(self.view)
+        last = self.starts
         for step in range(start, self.steps_per_epoch(batch)):
             if step % stride[1] != stride[0]:
                 continue
@@ -145,15 +173,15 @@ def kind_of(path: str) -> str:
 
 
 def open_npy_folder(path: str, model: ModelGraph) -> Rows:
-    raw: dict[str, np.ndarray] = {}
+    raw: dict[str, Any] = {}  # Mapped arrays: shape and dtype, read when batched
     for entry in sorted(os.listdir(path)):
         if entry.endswith(".npy"):
             try:
-                raw[entry[:-4]] = np.load(os.path.join(path, entry), mmap_mode="r",
-                                          allow_pickle=False)
+                raw[entry[:-4]] = Mapped(functools.partial(
+                    np.load, os.path.join(path, entry), mmap_mode="r", allow_pickle=False))
             except (OSError, ValueError) as exc:
                 raise _error(f"cannot read {os.path.join(path, entry)}: {exc}") from None
-    arrays = checked_arrays(raw, model, path, "the folder")
+    arrays: dict[str, Any] = checked_arrays(raw, model, path, "the folder")
     return Rows(arrays, {k: _storage(model, k) for k in arrays})
 
 
@@ -161,19 +189,19 @@ def open_token_file(path: str, model: ModelGraph, *, sequence_length: int, windo
                     validation: float) -> tuple[TokenWindows, TokenWindows]:
     """Train and validation windows; the last `validation` share of the tokens is held out."""
     source, target, capacity = lm_names(model)
+    dtype = np.uint16 if capacity <= 1 << 16 else np.uint32
     try:
-        if path.endswith(".npy"):
-            tokens = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            tokens = np.memmap(path, dtype=np.uint16 if capacity <= 1 << 16 else np.uint32,
-                               mode="r")
+        tokens = Mapped((lambda: np.load(path, mmap_mode="r", allow_pickle=False))
+                        if path.endswith(".npy") else
+                        (lambda: np.memmap(path, dtype=dtype, mode="r")))
     except (OSError, ValueError) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
         raise _error(f"{path} holds {tokens.dtype} {list(tokens.shape)}, expected a flat "
                      "array of integer token ids", help="save it with numpy.save(path, "
                      "ids.astype(numpy.uint16)), or as raw uint16 in a .bin file")
-    head = tokens[: 1 << 20]  # all of a small file; a sample of a big one, not read whole
+    head = tokens[: 1 << 20] if tokens.shape[0] else np.zeros(0, np.int64)
+    # all of a small file; a sample of a big one, not read whole
     if len(head) and int(head.max()) >= capacity:
         raise _error(f"{path} has token id {int(head.max())}, but the model's Embedding takes "
                      f"{capacity} ids", help="train a model with a larger vocabulary"
@@ -182,8 +210,9 @@ def open_token_file(path: str, model: ModelGraph, *, sequence_length: int, windo
     cut = len(tokens) - int(len(tokens) * validation)
     dtypes = {source: _storage(model, source), target: _storage(model, target)}
     names = (source, target)
-    return (TokenWindows(tokens[:cut], names, dtypes, sequence_length, windows == "random"),
-            TokenWindows(tokens[cut:], names, dtypes, sequence_length, False))
+    n = tokens.shape[0]
+    return (TokenWindows(tokens, 0, cut, names, dtypes, sequence_length, windows == "random"),
+            TokenWindows(tokens, cut, n, names, dtypes, sequence_length, False))
 
 
 def _lines(path: str) -> Iterator[str]:
@@ -230,10 +259,14 @@ def open_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, toke
             empty = np.zeros((0, sequence_length), dtype)
             return Rows({source: empty, target: empty}, dtypes)
         fh.flush()
-        ids = np.memmap(fh, dtype=dtype, mode="r", shape=(count,))  # outlives the file object
-        return Rows({source: ids[: n * sequence_length].reshape(n, sequence_length),
-                     target: ids[1: n * sequence_length + 1].reshape(n, sequence_length)},
-                    dtypes)
+        fd = os.dup(fh.fileno())  # the unnamed file lives as long as this descriptor
+
+        def ids(shift: int) -> Mapped:
+            return Mapped(lambda: np.memmap(open(fd, "rb", closefd=False),  # noqa: SIM115
+                                            dtype=dtype, mode="r", shape=(count,))[
+                shift: n * sequence_length + shift].reshape(n, sequence_length))
+
+        return Rows({source: ids(0), target: ids(1)}, dtypes)
 
     with tempfile.TemporaryFile(dir=scratch) as train_ids, \
             tempfile.TemporaryFile(dir=scratch) as valid_ids:

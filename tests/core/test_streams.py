@@ -12,7 +12,12 @@ import pytest
 
 import graphdsl
 from graphdsl.runtime.data import DataError, Dataset, build_vocab, load_npz, tokenize
-from graphdsl.runtime.streams import open_npy_folder, open_text_corpus, open_token_file
+from graphdsl.runtime.streams import (
+    Mapped,
+    open_npy_folder,
+    open_text_corpus,
+    open_token_file,
+)
 
 TABLE = """
 model Table {
@@ -56,7 +61,7 @@ def test_a_folder_of_npy_files_is_memory_mapped_and_batches_like_the_npz(
         np.save(tmp_path / "folder" / f"{name}.npy", value)
     table = model(TABLE)
     mapped = open_npy_folder(str(tmp_path / "folder"), table)
-    assert all(isinstance(v, np.memmap) for v in mapped.arrays.values())
+    assert all(isinstance(v, Mapped) for v in mapped.arrays.values())
     loaded = load_npz(str(tmp_path / "all.npz"), table)
     for (a_train, a_valid), (b_train, b_valid) in [(mapped.split(0.2, 3),
                                                      loaded.split(0.2, 3))]:
@@ -85,7 +90,7 @@ def test_token_windows_sequential_random_and_sharded(tmp_path: Path) -> None:
     lm = model(LM)
     train, valid = open_token_file(str(tmp_path / "tokens.bin"), lm, sequence_length=8,
                                    windows="sequential", validation=0.2)
-    assert isinstance(train.tokens, np.memmap)
+    assert isinstance(train.tokens, Mapped)
     cut = 103 - int(103 * 0.2)
     assert len(train) == (cut - 1) // 8 and len(valid) == (103 - cut - 1) // 8
     batches = list(train.batches(3, 0, 0))
