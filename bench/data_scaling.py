@@ -111,8 +111,11 @@ def main() -> None:
         fh.write(PROGRAM.format(vocab=VOCAB, context=args.context, batch=args.batch))
     big = os.path.join(folder, "tokens.bin")
     started = time.perf_counter()
-    tokens = write_tokens(big, args.gigabytes)
-    print(f"wrote {tokens:,} tokens ({os.path.getsize(big) / 1e9:.2f} GB) in "
+    if os.path.exists(big) and os.path.getsize(big) == int(args.gigabytes * 1e9) // 2 * 2:
+        tokens = os.path.getsize(big) // 2  # kept from an earlier run in --folder
+    else:
+        tokens = write_tokens(big, args.gigabytes)
+    print(f"have {tokens:,} tokens ({os.path.getsize(big) / 1e9:.2f} GB) in "
           f"{time.perf_counter() - started:.0f} s to {big}")
     windows = args.steps * args.batch * 2
     head = np.fromfile(big, np.uint16, count=windows * args.context + 1).astype(np.int32)
