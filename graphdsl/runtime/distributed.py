@@ -43,6 +43,19 @@ class World:
         keys = sorted(values)
         return dict(zip(keys, self.reducer([float(values[k]) for k in keys]), strict=True))
 
+    def sum_scores(self, count: int, sums: dict[str, float],
+                   metric_sums: dict[str, list[float]]
+                   ) -> tuple[int, dict[str, float], dict[str, list[float]]]:
+        """An evaluation's row count, loss sums and metric (sum, count) pairs, summed over
+        the processes."""
+        if self.size == 1:
+            return count, sums, metric_sums
+        totals = self.sum({"n": count, **{f"s.{k}": v for k, v in sums.items()},
+                           **{f"m.{k}.{i}": v[i] for k, v in metric_sums.items()
+                              for i in (0, 1)}})
+        return (int(totals["n"]), {k: totals[f"s.{k}"] for k in sums},
+                {k: [totals[f"m.{k}.0"], totals[f"m.{k}.1"]] for k in metric_sums})
+
 
 def launched_world() -> World:
     """The place torchrun (or any launcher that sets the same variables) gave this process."""

@@ -301,6 +301,25 @@ def open_source(path: str, model: ModelGraph, values: dict[str, Any], out: str
 # ---- loading ahead ----------------------------------------------------------------------
 
 
+def read_ahead(source: Any, batch: int, seed: int, epoch: int, start: int,
+               part: tuple[int, int], workers: int, loader: Any) -> Iterator[Batch]:
+    """An epoch's batches from ``start``, this process's share of each, read ahead while
+    the step runs: by the engine's ``loader`` (PyTorch DataLoader worker processes,
+    tf.data) when `workers` asks for them and the source reads in strides, else in a
+    thread (:func:`background`)."""
+    strided = isinstance(source, (Rows, TokenWindows))
+
+    def batches(stride: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        if not strided:  # in memory (data.Dataset): one stride
+            return source.batches(batch, seed, epoch, start=start, part=part)
+        return source.batches(batch, seed, epoch, start=start, part=part,
+                              stride=stride)
+
+    if workers and loader is not None and strided:
+        return loader(batches, workers)
+    return background(batches())
+
+
 def background(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     """The same batches, read ``depth`` ahead in a thread while the step runs (reading a
     memory-mapped file and numpy's gathers release the GIL). Stopping early stops it."""

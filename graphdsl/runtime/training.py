@@ -33,7 +33,7 @@ from graphdsl.ops.specs import Spec, default_spec
 from graphdsl.runtime import checkpoint as ckpt
 from graphdsl.runtime.data import DataError, Dataset, load_npz, save_vocab
 from graphdsl.runtime.distributed import World, launched_world, split_batch_problem
-from graphdsl.runtime.streams import Source, background, kind_of, open_source
+from graphdsl.runtime.streams import Source, kind_of, open_source, read_ahead
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -377,13 +377,8 @@ class Driver:
                 acc[0] += total
                 acc[1] += valid
             count += n
-        if self.world.size > 1:  # every process scored its share of each batch
-            totals = self.world.sum({"n": count, **{f"s.{k}": v for k, v in sums.items()},
-                                     **{f"m.{k}.{i}": v[i] for k, v in metric_sums.items()
-                                        for i in (0, 1)}})
-            count = int(totals["n"])
-            sums = {k: totals[f"s.{k}"] for k in sums}
-            metric_sums = {k: [totals[f"m.{k}.0"], totals[f"m.{k}.1"]] for k in metric_sums}
+        # every process scored its share of each batch
+        count, sums, metric_sums = self.world.sum_scores(count, sums, metric_sums)
         out = {k: v / max(count, 1) for k, v in sums.items()}
         out.update({k: s / max(c, 1e-12) for k, (s, c) in metric_sums.items()})
         return out
@@ -447,20 +442,10 @@ class Driver:
 
     def loaded(self, source: Dataset | Source, batch: int) -> Iterator[dict[str, np.ndarray]]:
         """This epoch's batches from its current position, this process's share of each,
-        read ahead in the background: by the engine's loader (PyTorch DataLoader worker
-        processes, tf.data) when `workers` asks for processes, else in a thread."""
-        def batches(stride: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
-            if isinstance(source, Dataset):  # in memory: read in one stride
-                return source.batches(batch, self.seed, self.epoch,
-                                      start=self.batch_in_epoch, part=self.world.part)
-            return source.batches(batch, self.seed, self.epoch, start=self.batch_in_epoch,
-                                  part=self.world.part, stride=stride)
-
-        workers = int(self.settings["workers"])
-        loader = getattr(self.engine, "loader", None)
-        if workers and loader is not None and not isinstance(source, Dataset):
-            return loader(batches, workers)
-        return background(batches())
+        read ahead in the background (graphdsl/runtime/streams.py)."""
+        return read_ahead(source, batch, self.seed, self.epoch, self.batch_in_epoch,
+                          self.world.part, int(self.settings["workers"]),
+                          getattr(self.engine, "loader", None))
 
     def non_finite(self, terms: list[str]) -> TrainError:
         return TrainError([Diagnostic(
