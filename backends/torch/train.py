@@ -62,8 +62,9 @@ class TorchEngine:
         # Initial weights come from the seed alone (numpy), the same in every process;
         # dropout draws differ between processes, as their rows do.
         torch.manual_seed(int(settings["seed"]) + self.world.rank)
-        self.module: GraphModule = build_module(model, seed=int(settings["seed"]),
-                                                program_models=program.models)
+        self.module: GraphModule = build_module(
+            model, seed=int(settings["seed"]), program_models=program.models,
+            checkpoint_activations=bool(settings["checkpoint_activations"]))
         self.module.to(self.device)
         # Groups that minimise their own losses take gradients with torch.autograd.grad,
         # which DDP does not see: their gradients are averaged by hand (dist_).

@@ -36,6 +36,9 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
                    "<unk>"),
     "precision": ("str", "fp32", "fp32, bf16 or fp16"),
     "device": ("str", "auto", "auto, cpu or cuda"),
+    "checkpoint_activations": ("bool", False, "recompute each copy of a repeated block's "
+                               "activations in the backward pass instead of keeping them "
+                               "(PyTorch, torch.utils.checkpoint)"),
     "windows": ("str", "random", "token files: \"random\" windows (nanoGPT) or "
                 "\"sequential\" ones"),
     "workers": ("int", 0, "background processes that load batches (PyTorch DataLoader); 0 "

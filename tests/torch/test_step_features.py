@@ -89,3 +89,34 @@ def test_compile_validation_and_more_epochs_do_not_recompile_training(folder: Pa
     reference = train(folder, "eager", epochs=3).engine.export_arrays()  # type: ignore[attr-defined]
     for name, value in driver.engine.export_arrays().items():  # type: ignore[attr-defined]
         np.testing.assert_allclose(value, reference[name], atol=1e-5, err_msg=name)
+
+
+def test_activation_checkpointing_recomputes_each_block_with_the_same_gradients() -> None:
+    from graphdsl.backends.torch.module import build_module
+
+    from .conftest import example_program, synthetic_arrays, to_tensors
+
+    model = example_program("gpt2_small").model("GPT2")  # 2 blocks, dropout 0.1 kept
+    arrays = synthetic_arrays(model)
+    runs = []
+    for checkpointed in (False, True):
+        module = build_module(model, seed=0, checkpoint_activations=checkpointed)
+        module.train()
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor, saved: list[int] = saved) -> torch.Tensor:
+            saved.append(1)
+            return t
+
+        torch.manual_seed(3)  # the same dropout masks; the recomputation replays them
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = module.compute_losses(to_tensors(arrays, module.input_names),
+                                         to_tensors(arrays, module.target_names)).total
+        loss.backward()
+        runs.append(({n: p.grad.clone() for n, p in module.named_parameters()}, len(saved),
+                     module.generated_source))
+    (plain, kept, _), (recomputed, kept_checkpointed, source) = runs
+    assert source.count("= _checkpoint(_segment_") == 2  # one per copy of the block
+    assert kept_checkpointed < kept  # the blocks' activations are not kept (76 -> 48)
+    for name, grad in plain.items():
+        torch.testing.assert_close(recomputed[name], grad, rtol=0, atol=1e-6, msg=name)
