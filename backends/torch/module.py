@@ -10,11 +10,13 @@ without graph breaks. The source (graphdsl/ir/codegen.py) is kept as ``module.ge
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -177,9 +179,16 @@ def _param_access(data: dict[str, Any]) -> str:
     return access
 
 
-def module_class(model: ModelGraph) -> type[GraphModule]:
-    """A GraphModule subclass with this model's generated forward and loss methods."""
-    generated = Codegen(model, load_all(), _param_access).generate()
+def module_class(model: ModelGraph, checkpoint_activations: bool = False
+                 ) -> type[GraphModule]:
+    """A GraphModule subclass with this model's generated forward and loss methods. With
+    ``checkpoint_activations`` the loss pass runs each copy of a repeated block through
+    torch.utils.checkpoint (recomputed in the backward pass, not kept)."""
+    codegen = Codegen(model, load_all(), _param_access,
+                      checkpoint="_checkpoint" if checkpoint_activations else None)
+    codegen.globals["_checkpoint"] = functools.partial(torch.utils.checkpoint.checkpoint,
+                                                       use_reentrant=False)
+    generated = codegen.generate()
     functions = generated.functions()
     class_name = "".join(ch for ch in model.name if ch.isalnum()) + "Module"
     attrs = {
@@ -194,6 +203,6 @@ def module_class(model: ModelGraph) -> type[GraphModule]:
 
 
 def build_module(model: ModelGraph, values: Mapping[str, np.ndarray] | None = None,
-                 seed: int = 0,
-                 program_models: Mapping[str, ModelGraph] | None = None) -> GraphModule:
-    return module_class(model)(model, values, seed, program_models)
+                 seed: int = 0, program_models: Mapping[str, ModelGraph] | None = None,
+                 checkpoint_activations: bool = False) -> GraphModule:
+    return module_class(model, checkpoint_activations)(model, values, seed, program_models)
