@@ -13,7 +13,13 @@ from graphdsl.ir.graph import ModelGraph
 from graphdsl.runtime.data import DataError, Dataset, load_npz, save_vocab
 from graphdsl.runtime.errors import TrainError, train_error
 from graphdsl.runtime.settings import Settings
-from graphdsl.runtime.streams import Source, kind_of, open_source, open_text_corpus
+from graphdsl.runtime.streams import (
+    Source,
+    kind_of,
+    open_npy_folder,
+    open_source,
+    open_text_corpus,
+)
 
 KIND_NAMES = {"npz": "an .npz archive", "text": "a text corpus", "tokens": "a token file",
               "npy-folder": "a folder of .npy files"}
@@ -44,9 +50,12 @@ def load_data(model: ModelGraph, settings: Settings) -> Data:
             if not val_path:
                 train, valid, vocab = open_source(path, model, settings.values, settings.out)
                 return Data(train, valid, vocab)
-            # all of `data` trains; all of `val_data` validates (its held-out share is all)
+            # all of `data` trains; all of `val_data` validates
             train, _, _ = open_source(path, model, {**settings.values, "validation": 0.0},
                                       settings.out)
+            if kind == "npy-folder":
+                return Data(train, open_npy_folder(val_path, model))
+            # a token file's held-out share is its tail: all of it at validation = 1
             _, valid, _ = open_source(val_path, model, {**settings.values, "validation": 1.0},
                                       settings.out)
             return Data(train, valid)

@@ -155,3 +155,37 @@ def test_gzip_text_is_streamed_into_the_sequences_of_the_whole_text(tmp_path: Pa
         assert len(got) == len(want) > 0
         for a, b in zip(got.batches(4, 1, 0), want.batches(4, 1, 0), strict=True):
             same(a, b)
+
+
+def test_val_data_of_a_streamed_kind_validates_whole_and_kinds_must_match(
+        tmp_path: Path) -> None:
+    from graphdsl.runtime.errors import TrainError
+    from graphdsl.runtime.settings import resolve_settings
+    from graphdsl.runtime.splits import load_data
+
+    rng = np.random.default_rng(1)
+    for name, rows in (("train", 20), ("valid", 7)):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "x.npy", rng.random((rows, 3)).astype(np.float32))
+        np.save(tmp_path / name / "k.npy", rng.integers(0, 9, rows).astype(np.int32))
+        np.save(tmp_path / name / "y.npy", rng.random((rows, 1)).astype(np.float32))
+    table = model(TABLE)
+    data = load_data(table, resolve_settings(table, {
+        "data": str(tmp_path / "train"), "val_data": str(tmp_path / "valid")},
+        out=str(tmp_path / "run")))
+    assert (len(data.train), len(data.valid)) == (20, 7)
+    (batch,) = data.valid.batches(7, 0, 0, shuffle=False)
+    np.testing.assert_array_equal(batch["x"], np.load(tmp_path / "valid" / "x.npy"))
+    tokens = tmp_path / "ids.npy"
+    np.save(tokens, rng.integers(0, 40, 500).astype(np.uint16))
+    lm = model(LM)
+    for settings in ({"data": str(tokens), "val_data": str(tokens)},
+                     {"data": str(tokens)}):
+        data = load_data(lm, resolve_settings(lm, settings, out=str(tmp_path / "run")))
+        # all of val_data validates; without it, the `validation` share (0.1) of the tokens
+        assert len(data.valid) < len(data.train) if "val_data" not in settings \
+            else len(data.valid) > len(data.train) / 2
+    with pytest.raises(TrainError) as err:
+        load_data(table, resolve_settings(table, {
+            "data": str(tmp_path / "train"), "val_data": str(tmp_path / "all.npz")}))
+    assert "a folder of .npy files" in err.value.diagnostics[0].message
