@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 ALLOWED_MODULES = ("torch", "keras", "numpy", "tensorflow", "math", "safetensors", "typing",
-                   "collections", "functools", "itertools")
+                   "collections", "functools", "itertools", "json", "re", "difflib",
+                   "dataclasses")
 
 
 def _names_read(tree: ast.AST) -> set[str]:
@@ -186,6 +187,17 @@ class _Copier:
             line = f"from {value.__module__} import {value.__name__}"
             if line not in self.imports:
                 self.imports.append(line)
+        elif isinstance(value, type) and value.__module__.split(".")[0] == "graphdsl":
+            # a small class of graphdsl's own (e.g. the ShapeError a shape helper raises)
+            key = (value.__module__, value.__qualname__)
+            if key in self.done:
+                return
+            self.done.add(key)
+            owner = sys.modules[value.__module__]
+            source = textwrap.dedent(inspect.getsource(value))
+            self._dependencies(ast.parse(source), owner, own=value.__name__)
+            self.blocks.append(source if name == value.__name__
+                               else f"{source}\n\n{name} = {value.__name__}")
         else:
             key = (module.__name__, name)
             if key in self.done:

@@ -101,10 +101,16 @@ class _Lookup:
 
 
 def _read(variable: keras.Variable) -> Any:
-    """A variable's value as a TensorFlow tensor (the read is recorded by gradient tapes)."""
+    """A variable's value as a TensorFlow tensor (the read is recorded by gradient tapes).
+    Under a mixed policy (`precision = "bf16"`/`"fp16"`) float weights are read in the
+    compute dtype and stay float32 themselves, as Keras' own layers do."""
     import tensorflow as tf
 
-    return tf.convert_to_tensor(variable.value)
+    value = tf.convert_to_tensor(variable.value)
+    compute = keras.mixed_precision.global_policy().compute_dtype
+    if value.dtype == tf.float32 and compute != "float32":
+        return tf.cast(value, compute)
+    return value
 
 
 def _reparam(spec: Spec) -> Any:

@@ -24,16 +24,24 @@ class StepRandomness:
     def __init__(self, seed: int):
         self.base = tf.constant([seed, 0], dtype=tf.int64)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="rng_step")
+        self.stream: Any = None
 
     def _key(self, draw: int) -> Any:
         fold = tf.random.experimental.stateless_fold_in
-        return fold(fold(self.base, self.step), draw)
+        key = fold(self.base, self.step)
+        if self.stream is not None:  # one of a step's accumulated passes
+            key = fold(key, self.stream)
+        return fold(key, draw)
 
     @contextlib.contextmanager
-    def tracing(self) -> Iterator[None]:
+    def tracing(self, stream: Any = None) -> Iterator[None]:
         """Within: tf.random.uniform and tf.random.normal draw statelessly (only Python
-        code that runs here sees this: the tracing of a step, never its execution)."""
+        code that runs here sees this: the tracing of a step, never its execution).
+        ``stream`` (a traced integer) tells a step's accumulated passes apart; the replicas
+        of a MirroredStrategy step are traced one after another and number their draws
+        on from each other."""
         draws = itertools.count()
+        self.stream = stream
         uniform, normal = tf.random.uniform, tf.random.normal
 
         def stateless_uniform(shape: Any, minval: Any = 0, maxval: Any = None,
@@ -53,3 +61,4 @@ class StepRandomness:
             yield
         finally:
             tf.random.uniform, tf.random.normal = uniform, normal
+            self.stream = None

@@ -102,33 +102,50 @@ def _group_loss(model: GraphModel, spec: Spec, terms: dict[str, Any]) -> Any:
     return sum(v for k, v in terms.items() if k in wanted)
 
 
-def compute_gradients(model: GraphModel, x: dict[str, Any],
-                      y: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+def compute_gradients(model: GraphModel, x: dict[str, Any], y: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     """Loss terms, metrics and each group's gradients (L2 decay included), not applied."""
+    terms, metrics, grads = raw_gradients(model, x, y)
+    return terms, metrics, finish_gradients(model, grads)
+
+
+def raw_gradients(model: GraphModel, x: dict[str, Any], y: dict[str, Any],
+                  weight: Any = None) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """Each group's gradient of its losses, times ``weight`` (a pass's share of a larger
+    batch: accumulated passes and replicas add these up before finish_gradients)."""
     with tf.GradientTape(persistent=len(model.groups) > 1) as tape:
         _, terms, metrics = model.compute_losses(x, y, training=True)
         losses = [_group_loss(model, spec, terms) for spec, _, _ in model.groups]
+        if weight is not None:
+            losses = [loss * tf.cast(weight, loss.dtype) for loss in losses]
     grads = []
-    for (spec, _, names), loss in zip(model.groups, losses, strict=True):
+    for (_, _, names), loss in zip(model.groups, losses, strict=True):
         variables = [model._vars[n] for n in names]
         group = tape.gradient(loss, variables)
         # Dense gradients: Keras' optimizers update sparse (IndexedSlices) gradients of a
         # lookup row by row, so an id seen twice in a batch would get the sum of squares in
         # Adam's second moment instead of the square of the sum. PyTorch's are dense.
-        group = [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
-                 for g, v in zip(group, variables, strict=True)]
+        grads.append([tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
+                      for g, v in zip(group, variables, strict=True)])
+    del tape
+    return terms, metrics, grads
+
+
+def finish_gradients(model: GraphModel, grads: list[Any]) -> list[Any]:
+    """L2 decay and clipping, on the gradient of the whole batch."""
+    finished = []
+    for (spec, _, names), group in zip(model.groups, grads, strict=True):
         decay = float(spec.get("weight_decay", 0.0))
         if decay and spec.name in ("adam", "sgd"):
-            group = [g + decay * v for g, v in zip(group, variables, strict=True)]
-        grads.append(group)
-    del tape
+            group = [g + decay * model._vars[n] for g, n in zip(group, names, strict=True)]
+        finished.append(group)
     clip = getattr(model, "clip_norm", None)
     if clip:
-        flat = [g for group in grads for g in group]
+        flat = [g for group in finished for g in group]
         clipped, _ = tf.clip_by_global_norm(flat, float(clip))
         it = iter(clipped)
-        grads = [[next(it) for _ in group] for group in grads]
-    return terms, metrics, grads
+        finished = [[next(it) for _ in group] for group in finished]
+    return finished
 
 
 def apply_gradients(model: GraphModel, grads: list[Any]) -> None:

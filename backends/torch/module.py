@@ -15,11 +15,13 @@ the forward runs a second generated pass that calls the layer submodules (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.nn.utils import parametrize
@@ -228,9 +230,16 @@ def _restore(model: ModelGraph) -> GraphModule:
     return cls.__new__(cls)
 
 
-def module_class(model: ModelGraph) -> type[GraphModule]:
-    """A GraphModule subclass with this model's generated forward and loss methods."""
-    generated = Codegen(model, load_all(), _param_access).generate()
+def module_class(model: ModelGraph, checkpoint_activations: bool = False
+                 ) -> type[GraphModule]:
+    """A GraphModule subclass with this model's generated forward and loss methods. With
+    ``checkpoint_activations`` the loss pass runs each copy of a repeated block through
+    torch.utils.checkpoint (recomputed in the backward pass, not kept)."""
+    codegen = Codegen(model, load_all(), _param_access,
+                      checkpoint="_checkpoint" if checkpoint_activations else None)
+    codegen.globals["_checkpoint"] = functools.partial(torch.utils.checkpoint.checkpoint,
+                                                       use_reentrant=False)
+    generated = codegen.generate()
     functions = generated.functions()
     # the same passes through the layer submodules, for when hooks listen (_layers_hooked)
     through_layers = Codegen(model, load_all(), _param_access,
@@ -249,6 +258,6 @@ def module_class(model: ModelGraph) -> type[GraphModule]:
 
 
 def build_module(model: ModelGraph, values: Mapping[str, np.ndarray] | None = None,
-                 seed: int = 0,
-                 program_models: Mapping[str, ModelGraph] | None = None) -> GraphModule:
-    return module_class(model)(model, values, seed, program_models)
+                 seed: int = 0, program_models: Mapping[str, ModelGraph] | None = None,
+                 checkpoint_activations: bool = False) -> GraphModule:
+    return module_class(model, checkpoint_activations)(model, values, seed, program_models)

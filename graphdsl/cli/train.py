@@ -27,6 +27,12 @@ def add_train_commands(sub: Any) -> None:
             p.add_argument("--lr", type=float)
             p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
             p.add_argument("--compile", action="store_true")
+            p.add_argument("--accumulate", type=int, metavar="K",
+                           help="add up K batches' gradients per optimizer step")
+            p.add_argument("--shard", action="store_true",
+                           help="under torchrun: shard the model over the processes (FSDP2)")
+            p.add_argument("--devices", type=int, metavar="N",
+                           help="--backend keras: train on N devices (MirroredStrategy)")
             p.add_argument("--out", default=None)
             p.add_argument("--resume", action="store_true")
             p.add_argument("--force", action="store_true",

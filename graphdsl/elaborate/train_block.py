@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
 # name -> (kind, default, check, meaning)
 SETTINGS: dict[str, tuple[str, Any, str]] = {
-    "data": ("str", None, "an .npz archive, or a text corpus (.txt / .txt.gz) for a language "
-             "model; relative to the program"),
+    "data": ("str", None, "an .npz archive, a folder of .npy files (memory-mapped), a token "
+             "file (.bin / .npy of uint16 or uint32 ids) or a text corpus (.txt / .txt.gz) for "
+             "a language model; relative to the program"),
     "epochs": ("int", 1, "passes over the training data"),
-    "batch": ("int", 32, "samples per step"),
+    "batch": ("int", 32, "samples per forward pass, over all processes together"),
+    "accumulate": ("int", 1, "forward passes whose gradients add up to one optimizer step "
+                   "(the same step as a batch this many times larger)"),
     "lr": ("float", None, "learning rate of every optimizer group that sets none"),
     "schedule": ("schedule", None, "learning-rate schedule: constant, step, cosine, linear"),
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
@@ -27,8 +30,8 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
     "validation": ("float", 0.1, "share of the data held out for validation (unless "
                    "`val_data` is given)"),
-    "val_data": ("str", None, "a separate validation file, in the format of `data`; "
-                 "relative to the program"),
+    "val_data": ("str", None, "a separate validation set, of the same kind as `data` (all "
+                 "of it validates); relative to the program"),
     "steps": ("int", None, "stop after this many steps"),
     "sequence_length": ("int", 64, "text corpora: tokens per training sequence"),
     "tokenizer": ("str", "word", "text corpora: \"word\" or \"char\""),
@@ -47,9 +50,20 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "keep_best": ("int", None, "keep the checkpoints of the N best epochs by `monitor` in "
                   "best/, ranked in best.json"),
     "keep_last": ("int", None, "keep only the N newest periodic checkpoints"),
+    "checkpoint_activations": ("bool", False, "recompute each copy of a repeated block's "
+                               "activations in the backward pass instead of keeping them "
+                               "(PyTorch, torch.utils.checkpoint)"),
+    "windows": ("str", "random", "token files: \"random\" windows (nanoGPT) or "
+                "\"sequential\" ones"),
+    "workers": ("int", 0, "background processes that load batches (PyTorch DataLoader); 0 "
+                "loads in a background thread"),
+    "shard": ("bool", False, "under torchrun, shard parameters, gradients and optimizer state "
+              "over the processes (FSDP2)"),
+    "devices": ("int", 1, "Keras: replicas of tf.distribute.MirroredStrategy"),
 }
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
-           "tokenizer": ("word", "char"), "mode": ("auto", "min", "max")}
+           "tokenizer": ("word", "char"), "mode": ("auto", "min", "max"),
+           "windows": ("random", "sequential")}
 
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
@@ -82,6 +96,7 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
             v = value.value if isinstance(value, Const) else None
             ok = {"str": isinstance(v, str),
                   "int": isinstance(v, int) and not isinstance(v, bool),
+                  "bool": isinstance(v, bool),
                   "float": isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
             if not ok:
                 sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
@@ -165,8 +180,11 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
 
 def _value_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
-                "vocab_size", "patience", "keep_best", "keep_last") and v < 1:
+                "vocab_size", "patience", "keep_best", "keep_last", "accumulate",
+                "devices") and v < 1:
         return f"must be at least 1, got {v}"
+    if name == "workers" and v < 0:
+        return f"must be at least 0, got {v}"
     if name in ("lr", "clip_norm") and v <= 0:
         return f"must be positive, got {v}"
     if name == "min_delta" and not v >= 0:

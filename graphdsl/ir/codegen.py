@@ -74,8 +74,12 @@ class Codegen:
                  param_access: Callable[[dict[str, Any]], str],
                  constant_access: Callable[[str], str] = lambda n: f"self.{const_name(n)}",
                  training: str = "self.training", extra_args: str = "",
-                 layer_call: Callable[[str], str] | None = None):
+                 layer_call: Callable[[str], str] | None = None,
+                 checkpoint: str | None = None):
         self.model = model
+        # The name of a `checkpoint(fn, *tensors)` global: the loss pass then runs each
+        # copy of a repeated block through it (graphdsl/ir/segments.py).
+        self.checkpoint = checkpoint
         self.impls = impls
         self.param_access = param_access
         self.constant_access = constant_access
@@ -102,7 +106,7 @@ class Codegen:
             keep |= nx.ancestors(self.model.graph, s)
         return keep
 
-    def body(self, keep: set[str]) -> list[str]:
+    def body(self, keep: set[str], segmented: bool = False) -> list[str]:
         m = self.model
         lines: list[str] = []
         for node in m.inputs:
@@ -114,9 +118,36 @@ class Codegen:
         for node in m.params:
             if node in keep:
                 lines.append(f"{self.var(node)} = {self.param_access(m.node(node))}")
-        for node in m.ops():
-            if node in keep:
+        ops = [n for n in m.ops() if n in keep]
+        segments = {}
+        if segmented and self.checkpoint:
+            from graphdsl.ir.segments import repeat_segments
+
+            segments = {run[0]: run for run in repeat_segments(m, ops)}
+        skip: set[str] = set()
+        for node in ops:
+            if node in segments:
+                lines += self.segment(segments[node])
+                skip.update(segments[node])
+            elif node not in skip:
                 lines.append(f"{self.var(node)} = {self.op_call(node)}")
+        return lines
+
+    def segment(self, run: list[str]) -> list[str]:
+        """``run`` as a function of the tensors it reads, called through the checkpoint:
+        its activations are recomputed in the backward pass instead of kept."""
+        m = self.model
+        inside = set(run)
+        reads = list(dict.fromkeys(src for n in run for src, _ in m.in_edges(n)
+                                   if src not in inside))
+        live = [n for n in run if any(dst not in inside for dst in m.graph.successors(n))]
+        name = f"_segment_{self.var(run[0])}"
+        args = ", ".join(self.var(n) for n in reads)
+        results = "".join(f"{self.var(n)}, " for n in live)
+        lines = [f"def {name}({args}):"]
+        lines += [f"    {self.var(n)} = {self.op_call(n)}" for n in run]
+        lines.append(f"    return ({results})")
+        lines.append(f"({results}) = {self.checkpoint}({name}{', ' if args else ''}{args})")
         return lines
 
     def var(self, node: str) -> str:
@@ -184,7 +215,7 @@ class Codegen:
         lines.append("")
         lines.append(f"def _run_losses(self, inputs, targets{extra}):")
         keep = self.needed(list(outputs.values()) + m.losses + m.metrics)
-        lines += ["    " + line for line in self.body(keep)]
+        lines += ["    " + line for line in self.body(keep, segmented=True)]
         lines.append(f"    outputs = {{{returned}}}")
         terms = []
         for n in m.losses:

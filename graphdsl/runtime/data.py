@@ -1,11 +1,11 @@
 """Training data, backend-neutral: numpy arrays named after a model's inputs and targets.
 
-Two sources:
-- an ``.npz`` archive whose arrays are named after the model's inputs and targets;
-- a text corpus (``.txt`` or ``.txt.gz``) for a language model with one integer input
-  [B, T] and one integer target [B, T]: tokens, with the next token as the target. The
-  vocabulary is built from the training part, saved as JSON beside the checkpoints and
-  reused. Ids 0, 1, 2 are <pad>, <unk> and <eos>.
+Here: an ``.npz`` archive whose arrays are named after the model's inputs and targets,
+loaded whole, and what the sources bigger than memory share with it (the checks of named
+arrays, the vocabulary of a text corpus). Those sources, read a batch at a time, are in
+graphdsl/runtime/streams.py: a folder of memory-mapped ``.npy`` files, token files, and
+text corpora (``.txt`` or ``.txt.gz``) for a language model with one integer input [B, T]
+and one integer target [B, T]. Ids 0, 1, 2 of a text vocabulary are <pad>, <unk>, <eos>.
 
 Batch order is a permutation drawn from (seed, epoch), so a resumed run sees the same
 batches as an uninterrupted one.
@@ -13,7 +13,6 @@ batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import zipfile
@@ -26,6 +25,7 @@ import numpy as np
 from graphdsl.diagnostics import Diagnostic, Note
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Sym
+from graphdsl.runtime.distributed import shard_rows
 
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 
@@ -61,12 +61,15 @@ class Dataset:
         return self.take(np.sort(order[: n - held])), self.take(np.sort(order[n - held:]))
 
     def batches(self, batch: int, seed: int, epoch: int, shuffle: bool = True,
-                start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                start: int = 0, part: tuple[int, int] = (0, 1)
+                ) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of ``batch`` rows (the last may be short); of each, only the rows of
+        process ``part[0]`` of ``part[1]``."""
         n = len(self)
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle \
             else np.arange(n)
         for i in range(start * batch, n, batch):
-            index = order[i: i + batch]
+            index = shard_rows(order[i: i + batch], part)
             yield {k: v[index] for k, v in self.arrays.items()}
 
     def steps_per_epoch(self, batch: int) -> int:
@@ -98,13 +101,27 @@ def load_npz(path: str, model: ModelGraph, targets: bool = True) -> Dataset:
             raw = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
+    arrays = checked_arrays(raw, model, path, "the archive", targets=targets)
+    return Dataset({k: v.astype(_storage(model, k), copy=False) for k, v in arrays.items()})
+
+
+def _storage(model: ModelGraph, name: str) -> str:
+    """The numpy dtype a batch of input or target ``name`` is given to the engine in."""
+    dtype = _names(model)[name][1].dtype  # type: ignore[attr-defined]
+    return "float32" if dtype == "bfloat16" else str(dtype)
+
+
+def checked_arrays(raw: dict[str, np.ndarray], model: ModelGraph, path: str,
+                   holder: str, targets: bool = True) -> dict[str, np.ndarray]:
+    """The arrays named after each input and target, checked against their declared types
+    (not converted: a memory-mapped array stays on disk)."""
     problems: list[str] = []
     arrays: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
     for name, (kind, t) in _names(model, targets).items():
         if name not in raw:
             problems.append(f"no array `{name}` for {kind} `{name}` {t} "
-                            f"(the archive has: {', '.join(sorted(raw)) or 'nothing'})")
+                            f"({holder} has: {', '.join(sorted(raw)) or 'nothing'})")
             continue
         arr = raw[name]
         dtype = t.dtype  # type: ignore[attr-defined]
@@ -134,28 +151,17 @@ def load_npz(path: str, model: ModelGraph, targets: bool = True) -> Dataset:
                                     f"{symbol} = {sizes[symbol]}")
                     break
                 sizes[symbol] = got
-        arrays[name] = arr.astype(dtype if dtype != "bfloat16" else "float32", copy=False)
+        arrays[name] = arr
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
         problems.append(f"the arrays have different numbers of samples: "
                         f"{', '.join(f'{k}: {len(v)}' for k, v in arrays.items())}")
     if problems:
         raise _error(f"{path} does not fit model `{model.name}`", problems)
-    return Dataset(arrays)
+    return arrays
 
 
 # ---- text corpora -----------------------------------------------------------------------
-
-
-def read_text(path: str) -> str:
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
-                return fh.read()
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise _error(f"cannot read {path}: {exc}") from None
 
 
 def tokenize(lines: list[str], tokenizer: str) -> list[str]:
@@ -172,9 +178,9 @@ def tokenize(lines: list[str], tokenizer: str) -> list[str]:
     return tokens
 
 
-def build_vocab(tokens: list[str], size: int) -> list[str]:
+def build_vocab(counts: Counter[str], size: int) -> list[str]:
     """The SPECIALS, then the most frequent tokens (ties broken alphabetically)."""
-    counts = Counter(t for t in tokens if t not in SPECIALS)
+    counts = Counter({t: c for t, c in counts.items() if t not in SPECIALS})
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return list(SPECIALS) + [w for w, _ in ranked[: max(size - len(SPECIALS), 0)]]
 
@@ -198,40 +204,6 @@ def lm_names(model: ModelGraph) -> tuple[str, str, int]:
         raise _error(f"input `{model.node(ints[0])['name']}` of `{model.name}` feeds no "
                      "Embedding, so the vocabulary size is unknown")
     return model.node(ints[0])["name"], model.node(targets[0])["name"], int(vocab)
-
-
-def load_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, tokenizer: str,
-                     vocab_size: int | None, validation: float, vocab_file: str | None
-                     ) -> tuple[Dataset, Dataset, list[str]]:
-    """Train and validation sequences; the last `validation` share of lines is held out."""
-    source, target, capacity = lm_names(model)
-    lines = read_text(path).splitlines()
-    cut = len(lines) - int(len(lines) * validation)
-    train_tokens = tokenize(lines[:cut], tokenizer)
-    valid_tokens = tokenize(lines[cut:], tokenizer)
-    if vocab_file and os.path.exists(vocab_file):
-        with open(vocab_file, encoding="utf-8") as fh:
-            vocab = json.load(fh)["tokens"]
-    else:
-        vocab = build_vocab(train_tokens, min(vocab_size or capacity, capacity))
-    if len(vocab) > capacity:
-        raise _error(f"the vocabulary has {len(vocab)} tokens but the model's Embedding takes "
-                     f"{capacity}")
-    index = {w: i for i, w in enumerate(vocab)}
-    unk = index["<unk>"]
-
-    def sequences(tokens: list[str]) -> Dataset:
-        ids = np.fromiter((index.get(t, unk) for t in tokens), dtype=np.int64,
-                          count=len(tokens))
-        n = (len(ids) - 1) // sequence_length
-        if n < 1:
-            return Dataset({source: np.zeros((0, sequence_length), np.int32),
-                            target: np.zeros((0, sequence_length), np.int32)})
-        x = ids[: n * sequence_length].reshape(n, sequence_length)
-        y = ids[1: n * sequence_length + 1].reshape(n, sequence_length)
-        return Dataset({source: x.astype(np.int32), target: y.astype(np.int32)})
-
-    return sequences(train_tokens), sequences(valid_tokens), vocab
 
 
 def save_vocab(path: str, vocab: list[str]) -> None:

@@ -21,8 +21,11 @@ class StepResult:
 class Engine(Protocol):
     """What the driver needs from a backend.
 
-    An engine may also have ``rank`` (this process' index in a distributed run, 0 when
-    absent): callbacks that write files or print run on rank 0 only.
+    An engine that runs several processes sets ``world`` (graphdsl/runtime/distributed.py:
+    rank, size, and the sum over processes); one may instead only have ``rank``. Without
+    either it is rank 0 of 1. Callbacks that write files or print run on rank 0 only.
+    It may also have ``loader(batches, workers)``: batches read ahead by the framework's
+    own loader (PyTorch DataLoader workers, tf.data) when `workers` asks for processes.
     """
 
     module: Any  # the native model

@@ -30,12 +30,14 @@ from graphdsl.runtime import checkpoint as ckpt
 from graphdsl.runtime.callbacks import Callback, CallbackList, EpochSummary, StepRecord
 from graphdsl.runtime.callbacks.progress import say
 from graphdsl.runtime.data import Dataset
+from graphdsl.runtime.distributed import World
 from graphdsl.runtime.engine import Engine
 from graphdsl.runtime.errors import Interrupted, NonFiniteLoss, TrainError, train_error
 from graphdsl.runtime.run_folder import RunFolder
 from graphdsl.runtime.schedules import lr_factor
 from graphdsl.runtime.settings import Settings
 from graphdsl.runtime.splits import Data
+from graphdsl.runtime.streams import Source, read_ahead
 
 
 @dataclass
@@ -55,7 +57,8 @@ class Loop:
         self.engine = engine
         self.quiet = quiet
         self.folder = folder or RunFolder(settings.out, model, program.file)
-        self.rank = int(getattr(engine, "rank", 0))
+        self.world = self.world_of(engine)
+        self.rank = self.world.rank
         self.callbacks = CallbackList(callbacks or [], self.rank)
         self.seed = int(settings["seed"])
         self.step = 0
@@ -68,6 +71,13 @@ class Loop:
         self.interrupts = 0
         self.term_weights = {model.node(n)["name"]: float(model.node(n)["weight"])
                              for n in model.losses}
+
+    @staticmethod
+    def world_of(engine: Any) -> World:
+        """The engine's processes: its ``world`` when it runs several (torchrun, a Keras
+        worker), else one process of rank ``engine.rank`` (0 when absent)."""
+        world = getattr(engine, "world", None)
+        return world if world is not None else World(rank=int(getattr(engine, "rank", 0)))
 
     def say(self, text: str) -> None:
         if not self.quiet and self.rank == 0:
@@ -93,6 +103,10 @@ class Loop:
             self.say(f"restored {len(arrays)} tensors matching `{pattern}` from {path}")
 
     def save(self, relative: str, with_state: bool = True, point_latest: bool = True) -> str:
+        """Rank 0 writes; but every process must call this at the same point (a sharded
+        model's tensors are gathered collectively), so a callback that saves is not
+        `rank_zero_only`."""
+        arrays = self.engine.export_arrays()
         state = None
         if with_state:
             tensors, values = self.engine.training_state()
@@ -100,8 +114,10 @@ class Loop:
                            "batch_in_epoch": self.batch_in_epoch,
                            "callbacks": self.callbacks.state_dict()})
             state = (tensors, values)
-        return self.folder.write(relative, self.engine.export_arrays(), state, self.step,
-                                 self.epoch, point_latest)
+        if not self.world.main:
+            return self.folder.path(relative)
+        return self.folder.write(relative, arrays, state, self.step, self.epoch, point_latest,
+                                 self.world.size)
 
     def resume(self) -> bool:
         notes: list[str] = []
@@ -125,14 +141,20 @@ class Loop:
         return True
 
     # -- evaluation
-    def evaluate(self, data: Dataset, batch: int) -> tuple[dict[str, float], dict[str, float]]:
-        """Means over every sample of ``data``: (loss, weighted terms and metrics; raw terms)."""
+    def evaluate(self, data: Dataset | Source, batch: int
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+        """Means over every sample of ``data``: (loss, weighted terms and metrics; raw terms).
+        Each process scores its share of every batch; the sums are added up over them."""
         sums: dict[str, float] = {}
         metric_sums: dict[str, list[float]] = {}
         count = 0
-        for b in data.batches(batch, self.seed, 0, shuffle=False):
+        for b in data.batches(batch, self.seed, 0, shuffle=False, part=self.world.part):
             n = len(next(iter(b.values())))
+            if n == 0:  # a short last batch leaves some processes no rows: score one, count 0
+                b = next(data.batches(1, self.seed, 0, shuffle=False))
             result = self.engine.eval_batch(b)
+            if n == 0:
+                continue
             sums["loss"] = sums.get("loss", 0.0) + result.total * n
             for name, value in result.terms.items():
                 sums[name] = sums.get(name, 0.0) + value * n
@@ -141,6 +163,7 @@ class Loop:
                 acc[0] += total
                 acc[1] += valid
             count += n
+        count, sums, metric_sums = self.world.sum_scores(count, sums, metric_sums)
         out = {k: v / max(count, 1) for k, v in sums.items()}
         out.update({k: s / max(c, 1e-12) for k, (s, c) in metric_sums.items()})
         return out, self.raw_terms(out)
@@ -151,7 +174,9 @@ class Loop:
 
     # -- the loop
     def fit(self, data: Data) -> History:
-        batch = int(self.settings["batch"])
+        # One optimizer step reads `accumulate` batches' worth of rows; the engine runs them
+        # as that many forward passes. Each process reads its share (`part`) of those rows.
+        batch = int(self.settings["batch"]) * int(self.settings["accumulate"])
         per_epoch = data.train.steps_per_epoch(batch)
         if per_epoch == 0:
             raise train_error("bad-data", "the training split is empty",
@@ -195,7 +220,7 @@ class Loop:
             sums: dict[str, float] = {}
             samples = 0
             epoch_started = time.perf_counter()
-            batches = data.train.batches(batch, self.seed, self.epoch, start=self.batch_in_epoch)
+            batches = self.loaded(data.train, batch)
             for seen, b in enumerate(batches, start=1):
                 tick = time.perf_counter()
                 factor = lr_factor(schedule, self.step, self.total)
@@ -234,10 +259,18 @@ class Loop:
                     break
         return "finished"
 
+    def loaded(self, source: Dataset | Source, batch: int) -> Iterator[dict[str, np.ndarray]]:
+        """This epoch's batches from its current position, this process's share of each,
+        read ahead in the background (graphdsl/runtime/streams.py)."""
+        return read_ahead(source, batch, self.seed, self.epoch, self.batch_in_epoch,
+                          self.world.part, int(self.settings["workers"]),
+                          getattr(self.engine, "loader", None))
+
     def end_epoch(self, data: Data, batch: int, sums: dict[str, float], seen: int,
                   history: History, elapsed: float, samples: int, seconds: float) -> None:
         train = {k: v / max(seen, 1) for k, v in sums.items()}
-        valid, valid_raw = self.evaluate(data.valid, batch) if len(data.valid) else ({}, {})
+        valid, valid_raw = self.evaluate(data.valid, int(self.settings["batch"])) \
+            if len(data.valid) else ({}, {})
         if valid and data.vocab is not None:
             valid["perplexity"] = math.exp(min(valid["loss"], 50.0))
         summary = EpochSummary(self.epoch + 1, self.step, train, valid, valid_raw,

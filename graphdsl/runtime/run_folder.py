@@ -90,8 +90,9 @@ class RunFolder:
 
     def write(self, relative: str, arrays: Mapping[str, np.ndarray],
               state: tuple[dict[str, np.ndarray], dict[str, Any]] | None, step: int,
-              epoch: int, point_latest: bool = True) -> str:
-        """Weights (and the training state beside them); then, if asked, latest.json."""
+              epoch: int, point_latest: bool = True, world_size: int = 1) -> str:
+        """Weights (and the training state beside them); then, if asked, latest.json.
+        ``world_size``: how many processes trained them (resuming with another is fine)."""
         bad = non_finite_tensors(arrays)
         if bad:
             raise train_error("non-finite-gradient", f"the weights became non-finite by step "
@@ -101,6 +102,7 @@ class RunFolder:
                                    "(`clip_norm = 1.0`)")
         path = self.path(relative)
         meta = ckpt.model_metadata(self.model, self.program_file, step=step, epoch=epoch)
+        meta["world_size"] = str(world_size)
         ckpt.save_checkpoint(path, arrays, meta)
         pointer: dict[str, Any] = {"weights": relative, "step": step,
                                    "graph_hash": self.model.graph_hash()}

@@ -1,28 +1,34 @@
-"""A run's data: the training split and the validation split, from one file and its
-`validation` share, or from a separate `val_data` file."""
+"""A run's data: the training split and the validation split, from one source and its
+`validation` share, or from a separate `val_data` source of the same kind. An ``.npz``
+archive is loaded whole; the other kinds (a folder of ``.npy`` files, a token file, a
+text corpus) are read a batch at a time (graphdsl/runtime/streams.py)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from graphdsl.ir.graph import ModelGraph
-from graphdsl.runtime.data import (
-    DataError,
-    Dataset,
-    is_text,
-    load_npz,
-    load_text_corpus,
-    save_vocab,
-)
+from graphdsl.runtime.data import DataError, Dataset, load_npz, save_vocab
 from graphdsl.runtime.errors import TrainError, train_error
 from graphdsl.runtime.settings import Settings
+from graphdsl.runtime.streams import (
+    Source,
+    kind_of,
+    open_npy_folder,
+    open_source,
+    open_text_corpus,
+)
+
+KIND_NAMES = {"npz": "an .npz archive", "text": "a text corpus", "tokens": "a token file",
+              "npy-folder": "a folder of .npy files"}
 
 
 @dataclass
 class Data:
-    train: Dataset
-    valid: Dataset
+    train: Dataset | Source
+    valid: Dataset | Source
     vocab: list[str] | None = None
 
 
@@ -32,14 +38,29 @@ def load_data(model: ModelGraph, settings: Settings) -> Data:
         raise train_error("bad-data", f"no data for model `{model.name}`",
                           help='set `data = "file.npz"` in its train block, or pass --data')
     val_path = settings.values.get("val_data")
+    kind = kind_of(path)
+    if val_path and kind_of(val_path) != kind:
+        raise train_error("bad-data", f"val_data {val_path} is {KIND_NAMES[kind_of(val_path)]}"
+                          f" but data {path} is {KIND_NAMES[kind]}",
+                          help="give both in one format")
     try:
-        if is_text(path):
-            return _text(path, val_path, model, settings)
+        if kind == "text" and val_path:
+            return _text_pair(path, val_path, model, settings)
+        if kind != "npz":
+            if not val_path:
+                train, valid, vocab = open_source(path, model, settings.values, settings.out)
+                return Data(train, valid, vocab)
+            # all of `data` trains; all of `val_data` validates
+            train, _, _ = open_source(path, model, {**settings.values, "validation": 0.0},
+                                      settings.out)
+            if kind == "npy-folder":
+                return Data(train, open_npy_folder(val_path, model))
+            # a token file's held-out share is its tail: all of it at validation = 1
+            _, valid, _ = open_source(val_path, model, {**settings.values, "validation": 1.0},
+                                      settings.out)
+            return Data(train, valid)
         dataset = load_npz(path, model)
         if val_path:
-            if is_text(val_path):
-                raise train_error("bad-data", f"val_data {val_path} is a text corpus but data "
-                                  f"{path} is an .npz archive", help="give both in one format")
             return Data(dataset, load_npz(val_path, model))
     except DataError as exc:
         raise TrainError(exc.diagnostics) from None
@@ -47,22 +68,17 @@ def load_data(model: ModelGraph, settings: Settings) -> Data:
     return Data(train, valid)
 
 
-def _text(path: str, val_path: str | None, model: ModelGraph, settings: Settings) -> Data:
+def _text_pair(path: str, val_path: str, model: ModelGraph, settings: Settings) -> Data:
     vocab_file = os.path.join(settings.out, "vocab.json")
-    options = {"sequence_length": settings["sequence_length"],
-               "tokenizer": settings["tokenizer"], "vocab_size": settings["vocab_size"]}
-    if not val_path:
-        train, valid, vocab = load_text_corpus(path, model, validation=settings["validation"],
-                                               vocab_file=vocab_file, **options)
-        return Data(train, valid, vocab)
-    if not is_text(val_path):
-        raise train_error("bad-data", f"val_data {val_path} is not a text corpus but data "
-                          f"{path} is one", help="give both in one format")
+    os.makedirs(settings.out, exist_ok=True)
+    options: dict[str, Any] = {
+        "sequence_length": settings["sequence_length"], "tokenizer": settings["tokenizer"],
+        "vocab_size": settings["vocab_size"], "scratch": settings.out}
     # The vocabulary comes from the training corpus only; the validation corpus is read
     # with it (unknown words become <unk>).
-    train, _, vocab = load_text_corpus(path, model, validation=0.0, vocab_file=vocab_file,
+    train, _, vocab = open_text_corpus(path, model, validation=0.0, vocab_file=vocab_file,
                                        **options)
     save_vocab(vocab_file, vocab)
-    valid, _, _ = load_text_corpus(val_path, model, validation=0.0, vocab_file=vocab_file,
+    _, valid, _ = open_text_corpus(val_path, model, validation=1.0, vocab_file=vocab_file,
                                    **options)
     return Data(train, valid, vocab)

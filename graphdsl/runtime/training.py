@@ -25,6 +25,7 @@ from graphdsl.runtime.callbacks.monitor import Monitor
 from graphdsl.runtime.callbacks.progress import EpochLines, LiveProgress, console
 from graphdsl.runtime.callbacks.run_log import MetricsFile, TensorBoard
 from graphdsl.runtime.data import save_vocab
+from graphdsl.runtime.distributed import launched_world, split_batch_problem
 from graphdsl.runtime.engine import Engine, StepResult
 from graphdsl.runtime.errors import (
     EXIT_ERRORS,
@@ -78,10 +79,16 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
                           "to train", help="add a `loss` statement, or train the model that "
                           "uses this one")
     settings = resolve_settings(model, overrides, out, compile)
-    check_folder(settings.out, resume, force)  # before a large model is built
+    launched = launched_world()  # this process' place under torchrun (rank 0 alone)
+    # Refused before any process connects to the others, so all stop at once.
+    problem = split_batch_problem(int(settings["batch"]), launched.size)
+    if problem is not None:
+        raise TrainError([problem])
+    if launched.main:  # rank 0 owns the folder; the others write nothing into it
+        check_folder(settings.out, resume, force)  # before a large model is built
     engine = make_engine(program, model, settings)
     folder = RunFolder(settings.out, model, program.file)
-    if int(getattr(engine, "rank", 0)) == 0:
+    if Loop.world_of(engine).main:
         folder.acquire(force)
     try:
         loop = Loop(program, model, settings, engine, quiet, folder,
@@ -110,7 +117,10 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
 
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "steps": args.steps, "precision": args.precision,
-                 "device": args.device, "val_data": getattr(args, "val_data", None)}
+                 "device": args.device, "val_data": getattr(args, "val_data", None),
+                 "accumulate": getattr(args, "accumulate", None),
+                 "shard": getattr(args, "shard", False) or None,
+                 "devices": getattr(args, "devices", None)}
     results = []
     try:
         for model in models_to_train(program, args.model):
@@ -133,6 +143,8 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
         return exc.code
     except (Interrupted, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if results and not loop.world.main:  # rank 0 alone reports
+        return EXIT_OK
     if args.json:
         print(json.dumps({"ok": True, "runs": results}, indent=2))
     else:
@@ -197,6 +209,8 @@ def run_eval(program: Program, args: Any, make_engine: EngineFactory) -> int:
     except TrainError as exc:
         report(exc.diagnostics, program.sources)
         return exc.code
+    if not loop.world.main:
+        return EXIT_OK
     if args.json:
         print(json.dumps({"ok": True, "model": model.name, "samples": len(split), **values},
                          indent=2))

@@ -114,7 +114,7 @@ def test_savedmodel_and_keras_source_run_without_graphdsl(tmp_path: Path, stem: 
             imported.add(node.module.split(".")[0])
     # TensorFlow only where graphdsl's Keras implementations call it directly
     assert imported <= {"keras", "numpy", "safetensors", "tensorflow", "math", "os",
-                        "typing", "collections", "__future__"}, imported
+                        "typing", "collections", "json", "__future__"}, imported
     if stem == "gpt2_small":
         assert "keras.layers.Dense(" in source and "keras.layers.Embedding(" in source
         assert "ops.convert_to_tensor(self.wte.embeddings)" in source.split("def call")[1]

@@ -185,8 +185,9 @@ def test_torch_source_runs_without_graphdsl_and_matches(tmp_path: Path, stem: st
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported.add(node.module.split(".")[0])
+    # torch, safetensors and the standard library only
     assert imported <= {"torch", "safetensors", "math", "os", "typing", "collections",
-                        "__future__"}, imported
+                        "json", "__future__"}, imported
     assert "graphdsl" not in source.replace("graphdsl's", "").replace("by graphdsl", "")
 
 
@@ -242,9 +243,9 @@ def test_forward_hooks_fire_per_layer_call() -> None:
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_pickle_deepcopy_torch_save_and_jit_trace() -> None:
     module = example_module("gpt2_small").eval()
-    ids = torch.from_numpy(synthetic_arrays(module.ir)["ids"])
+    ids = torch.from_numpy(synthetic_arrays(module.ir)["input_ids"])
     with torch.no_grad():
-        ref = module(ids=ids)["logits"]
+        ref = module(input_ids=ids)["logits"]
     buffer = io.BytesIO()
     torch.save(module, buffer)
     buffer.seek(0)
@@ -253,7 +254,7 @@ def test_pickle_deepcopy_torch_save_and_jit_trace() -> None:
     for other in copies:
         assert type(other).__name__ == type(module).__name__
         with torch.no_grad():
-            torch.testing.assert_close(other(ids=ids)["logits"], ref, rtol=0, atol=0)
+            torch.testing.assert_close(other(input_ids=ids)["logits"], ref, rtol=0, atol=0)
     deep = copies[1]
     with torch.no_grad():
         deep.wte.embeddings.add_(1.0)

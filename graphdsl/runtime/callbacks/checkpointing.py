@@ -27,6 +27,8 @@ class Checkpointing(Callback):
     periodic checkpoints stay (all of them when it is None)."""
 
     name = "checkpointing"
+    # Every process saves (a sharded model is gathered collectively); rank 0 writes.
+    rank_zero_only = False
 
     def __init__(self, every: int | None, keep_last: int | None):
         self.every = int(every) if every else None
@@ -46,7 +48,7 @@ class Checkpointing(Callback):
     def _periodic(self, loop: Loop) -> None:
         loop.save(periodic_name(loop.step))
         self.saved_at = loop.step
-        if self.keep_last:
+        if self.keep_last and loop.world.main:
             folder = os.path.join(loop.folder.out, "checkpoints")
             steps = sorted(int(m.group(1)) for n in os.listdir(folder)
                            if (m := _PERIODIC.match(n)))
@@ -59,6 +61,7 @@ class BestCheckpoints(Callback):
     best.json (best first)."""
 
     name = "best_checkpoints"
+    rank_zero_only = False  # as Checkpointing: every process saves, rank 0 writes
 
     def __init__(self, monitor: Monitor, keep: int):
         self.monitor = monitor
@@ -87,9 +90,11 @@ class BestCheckpoints(Callback):
         self.ranked.append({"weights": relative, "step": summary.step,
                             "epoch": summary.epoch, "value": value})
         self.ranked.sort(key=lambda r: r["value"], reverse=self.monitor.mode == "max")
-        for dropped in self.ranked[self.keep:]:
-            loop.folder.remove(dropped["weights"])
-        self.ranked = self.ranked[:self.keep]
+        dropped, self.ranked = self.ranked[self.keep:], self.ranked[:self.keep]
+        if not loop.world.main:  # the ranking is the same in every process; one writes
+            return
+        for entry in dropped:
+            loop.folder.remove(entry["weights"])
         document = {"monitor": self.monitor.name, "mode": self.monitor.mode,
                     "ranked": self.ranked}
         ckpt.atomic_write_bytes(loop.folder.path("best.json"),
