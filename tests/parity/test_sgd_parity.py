@@ -49,13 +49,18 @@ RANDOM_IN_TRAINING = {"sample_normal", "GaussianNoise"}
 # 4-sample batch divides by a near-zero variance: float32 rounding differences (1e-7) grow
 # chaotically within five steps at lr 0.05 even though the first step agrees to 1e-5
 # relative. Batches of 8 and lr 1e-3 keep the problem well conditioned.
-CONDITIONED = {"resnet18": {"lr": 1e-3, "batch": 8}}
-SLOW = {"resnet18", "gpt2_small"}
+# MobileNetV2 and ResNeXt-50 end in 1x1 maps the same way.
+CONDITIONED = {"resnet18": {"lr": 1e-3, "batch": 8}, "mobilenet_v2": {"lr": 1e-3, "batch": 8},
+               "resnext50": {"lr": 1e-3, "batch": 8}}
+# Keras traces each engine function once per model: 20-75 s for these deep graphs.
+SLOW = {"resnet18", "gpt2_small", "mobilenet_v2", "unet_pets", "bigru_imdb", "resnext50"}
 
 
 def deterministic_source(stem: str) -> str:
     text = re.sub(r"\bDropout\([^()]*\)", "Dropout(0.0)", example_source(stem))
-    return re.sub(r"\bdropout\s*=\s*[0-9.]+", "dropout = 0.0", text)
+    text = re.sub(r"\bdropout\s*=\s*[0-9.]+", "dropout = 0.0", text)
+    # a rate given as a formal (`dropout: float = 0.1`, transformer_lm's layers)
+    return re.sub(r"\b(dropout\s*:\s*float\s*=\s*)[0-9.]+", r"\g<1>0.0", text)
 
 
 def deterministic_program(stem: str) -> Program:
@@ -129,7 +134,8 @@ def test_models_left_out_are_exactly_the_random_and_loss_free_ones() -> None:
     left_out = {(stem, name) for stem in ALL_EXAMPLES
                 for name in deterministic_program(stem).models} - set(CASES)
     assert left_out == {("s11_vae", "VAE"), ("bert_base", "BertBase"),
-                        ("s14_gan", "Generator"), ("s14_gan", "Discriminator")}
+                        ("s14_gan", "Generator"), ("s14_gan", "Discriminator"),
+                        ("lstm_seq2seq", "Encoder"), ("lstm_seq2seq", "DecoderStep")}
 
 
 @pytest.mark.parametrize(("stem", "name"), [
