@@ -75,6 +75,13 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
 
 def make_layer(inplanes: int, planes: int, blocks: int, stride: int = 1, groups: int = 32,
                base_width: int = 4) -> nn.Sequential:
@@ -90,15 +97,27 @@ def make_layer(inplanes: int, planes: int, blocks: int, stride: int = 1, groups:
 
 
 class ResNeXt50(nn.Module):
-    def __init__(self, num_classes: int = 1000) -> None:
+    """torchvision's ResNet(Bottleneck, layers, groups, width_per_group); `width` is the
+    first stage's planes (torchvision: 64), to run a small one."""
+
+    def __init__(self, num_classes: int = 1000, layers: tuple[int, ...] = (3, 4, 6, 3),
+                 groups: int = 32, width_per_group: int = 4, width: int = 64) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = make_layer(64, 64, 3)
-        self.layer2 = make_layer(256, 128, 4, stride=2)
-        self.layer3 = make_layer(512, 256, 6, stride=2)
-        self.layer4 = make_layer(1024, 512, 3, stride=2)
-        self.fc = nn.Linear(2048, num_classes)
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = width
+        for i, blocks in enumerate(layers):
+            planes = width * 2 ** i
+            setattr(self, f"layer{i + 1}", make_layer(inplanes, planes, blocks, 1 if i == 0 else 2,
+                                                      groups, width_per_group))
+            inplanes = planes * Bottleneck.expansion
+        self.fc = nn.Linear(inplanes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
 
 
 RESNEXT_NAMES = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
@@ -122,6 +141,38 @@ def test_resnext50_has_torchvisions_modules_and_published_total() -> None:
     assert layer_counts(model, RESNEXT_NAMES) == module_counts(reference)
     assert model.parameter_count == sum(p.numel() for p in reference.parameters()) \
         == 25_028_904                                               # torchvision's total
+
+
+def test_torchvision_resnext_weights_convert_and_compute_the_same_logits() -> None:
+    """Through the shipped torchvision_resnext map: grouped kernels, names and BatchNorm
+    statistics land where the example reads them."""
+    from graphdsl.runtime.convert import convert_arrays, load_map
+    from graphdsl.diagnostics import SourceMap
+
+    config = {"classes": 7, "size": 32, "width": 8, "groups": 4, "width_per_group": 8,
+              "layers": [2, 1, 1, 1]}
+    torch.manual_seed(0)
+    reference = ResNeXt50(7, (2, 1, 1, 1), groups=4, width_per_group=8, width=8)
+    for module in reference.modules():                  # statistics that are not 0 and 1
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    reference.eval()
+    foreign = {k: v.numpy() for k, v in reference.state_dict().items()}
+    program = graphdsl.compile_file(str(EXAMPLES / "resnext50.gdl"), args=config)
+    arrays = convert_arrays(foreign, load_map("torchvision_resnext", SourceMap()), program.model())
+    module: Any = graphdsl.compile_file(str(EXAMPLES / "resnext50.gdl"), backend="torch",
+                                        args=config)
+    module.load_arrays(arrays)
+    module.eval()
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = module(image=image.permute(0, 2, 3, 1).contiguous())["logits"]
+        theirs = reference(image)
+    assert float(theirs.std()) > 0.1                    # logits that tell classes apart
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4), float((ours - theirs).abs().max())
 
 
 # ---- word_language_model's TransformerModel ---------------------------------------------
