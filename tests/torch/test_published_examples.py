@@ -146,8 +146,8 @@ def test_resnext50_has_torchvisions_modules_and_published_total() -> None:
 def test_torchvision_resnext_weights_convert_and_compute_the_same_logits() -> None:
     """Through the shipped torchvision_resnext map: grouped kernels, names and BatchNorm
     statistics land where the example reads them."""
-    from graphdsl.runtime.convert import convert_arrays, load_map
     from graphdsl.diagnostics import SourceMap
+    from graphdsl.runtime.convert import convert_arrays, load_map
 
     config = {"classes": 7, "size": 32, "width": 8, "groups": 4, "width_per_group": 8,
               "layers": [2, 1, 1, 1]}
