@@ -168,3 +168,37 @@ def test_published_example_trains_in_keras(stem: str, name: str) -> None:
     after = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["loss"]
     assert np.isfinite(before) and np.isfinite(after)
     assert after < before, f"{stem}: loss {before:.5f} -> {after:.5f}"
+
+
+# ---- numbers ----------------------------------------------------------------------------
+
+def test_mobilenet_v2_computes_what_keras_applications_computes() -> None:
+    """keras.applications' weights, moved by layer name (Keras' `block_1_expand` is the
+    example's `block_1.expand`), give the same probabilities in inference: the padding
+    before each strided depthwise convolution, the widths, the shortcuts and relu6 are
+    where Keras has them."""
+    keras.utils.set_random_seed(1)
+    reference = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                               weights=None, classes=10)
+    rng = np.random.default_rng(0)
+    by_path = {}
+    for w in reference.weights:                      # statistics that are not 0 and 1
+        value = np.asarray(w.numpy())
+        if w.path.endswith(("moving_mean", "beta")):
+            value = rng.uniform(-0.2, 0.2, value.shape).astype("float32")
+        elif w.path.endswith(("moving_variance", "gamma")):
+            value = rng.uniform(0.5, 1.5, value.shape).astype("float32")
+        w.assign(value)
+        by_path[w.path.replace("/", ".")] = value
+    model = example_keras("mobilenet_v2", "MobileNetV2")          # alpha 0.35, 32x32, 10
+    variables = model.canonical_variables()
+    for name, variable in variables.items():
+        layer, _, leaf = name.rpartition(".")
+        leaf = {"depthwise_kernel": "kernel"}.get(leaf, leaf)   # Keras 3's variable name
+        variable.assign(by_path[f"{layer.replace('.', '_')}.{leaf}"])
+    assert len(variables) == len(reference.weights)
+    image = rng.random((3, 32, 32, 3)).astype("float32")
+    ours = np.asarray(model({"image": image}, training=False)["probs"])
+    theirs = np.asarray(reference(image, training=False))
+    assert float(theirs.std()) > 1e-3
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
