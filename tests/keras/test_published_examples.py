@@ -202,3 +202,58 @@ def test_mobilenet_v2_computes_what_keras_applications_computes() -> None:
     theirs = np.asarray(reference(image, training=False))
     assert float(theirs.std()) > 1e-3
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def randomised(reference: keras.Model, rng: np.random.Generator) -> list[np.ndarray]:
+    """New values for the reference's weights (BatchNormalization's statistics and scales
+    away from 0 and 1, everything else kept), assigned and returned in order."""
+    values = []
+    for w in reference.weights:
+        value = np.asarray(w.numpy())
+        if w.path.endswith(("moving_mean", "beta", "bias")):
+            value = rng.uniform(-0.2, 0.2, value.shape).astype("float32")
+        elif w.path.endswith(("moving_variance", "gamma")):
+            value = rng.uniform(0.5, 1.5, value.shape).astype("float32")
+        w.assign(value)
+        values.append(value)
+    return values
+
+
+def padded_ids(rng: np.random.Generator, vocab: int, batch: int, steps: int) -> np.ndarray:
+    ids = rng.integers(1, vocab, (batch, steps)).astype("int32")
+    ids[1:, steps // 2:] = 0                                     # padding, masked
+    return ids
+
+
+# (example, model, the keras.io model at the shrunk sizes, inputs for both)
+KERAS_IO = {
+    "unet_pets": ("UNet", lambda: keras_io_unet((32, 32), 3),
+                  lambda rng: {"image": rng.random((2, 32, 32, 3)).astype("float32")}),
+    "bigru_imdb": ("BiGRUClassifier", lambda: bidirectional_gru_imdb(50, 8, 8),
+                   lambda rng: {"words": padded_ids(rng, 50, 3, 7)}),
+    "lstm_seq2seq": ("Seq2Seq", lambda: keras_io_seq2seq(7, 9, 16)[0],
+                     lambda rng: {"encoder_inputs": rng.random((2, 5, 7)).astype("float32"),
+                                  "decoder_inputs": rng.random((2, 4, 9)).astype("float32")}),
+}
+
+
+@pytest.mark.parametrize("stem", sorted(KERAS_IO))
+def test_keras_io_examples_compute_what_the_keras_io_models_compute(stem: str) -> None:
+    """The keras.io model's weights, moved in order (the example creates its layers in the
+    source's order, each with Keras' variable layout), give the same outputs."""
+    name, build, make_inputs = KERAS_IO[stem]
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(2)
+    reference = build()
+    values = randomised(reference, rng)
+    model = example_keras(stem, name)
+    variables = list(model.canonical_variables().values())
+    assert [tuple(v.shape) for v in variables] == [v.shape for v in values]
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+    inputs = make_inputs(rng)
+    ours = np.asarray(next(iter(model(inputs, training=False).values())))   # the first output
+    theirs = np.asarray(reference(list(inputs.values()) if len(inputs) > 1
+                                  else next(iter(inputs.values())), training=False))
+    assert float(theirs.std()) > 1e-3
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
