@@ -104,6 +104,8 @@ def test_the_examples_are_there() -> None:
     for scenario in range(1, 21):
         assert any(n.startswith(f"s{scenario:02d}_") for n in names), f"no example for S{scenario}"
     assert {"gpt2_small.gdl", "bert_base.gdl", "resnet18.gdl", "lstm_lm.gdl"} <= names
+    assert {"mobilenet_v2.gdl", "unet_pets.gdl", "lstm_seq2seq.gdl", "transformer_lm.gdl",
+            "bigru_imdb.gdl", "resnext50.gdl"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
@@ -174,6 +176,49 @@ def test_lstm_language_models_follow_the_formula_tied_and_untied() -> None:
     assert untied.parameter_count - tied.parameter_count == v * d
     assert tied.ties() == {"embed.embeddings": ["dense", "embed"]}
     assert untied.ties() == {}
+
+
+# The published totals of issue 9's examples: trainable parameters, and parameters plus
+# BatchNormalization's moving statistics. keras.applications and torchvision publish the
+# first two; the others are the sources' models as Keras or torch count them
+# (tests/keras/test_published_examples.py and tests/torch/test_published_examples.py build
+# those references).
+PUBLISHED = {
+    ("mobilenet_v2.gdl", "MobileNetV2"): (3_504_872, 3_538_984),
+    # moving mean and variance of 34,112 BatchNormalization channels: 64 in the stem, then
+    # per stage blocks x (2 width + 4 planes) + 4 planes for the downsample
+    ("resnext50.gdl", "ResNeXt50"): (25_028_904, 25_028_904 + 2 * 34_112),
+    ("unet_pets.gdl", "UNet"): (2_055_203, 2_058_979),
+    ("lstm_seq2seq.gdl", "Seq2Seq"): (716_892, 716_892),
+    ("transformer_lm.gdl", "TransformerModel"): (13_828_878, 13_828_878),
+    ("bigru_imdb.gdl", "BiGRUClassifier"): (2_709_121, 2_709_121),
+}
+
+
+@pytest.mark.parametrize(("name", "model"), sorted(PUBLISHED), ids=lambda v: str(v))
+def test_published_architectures_have_their_published_totals(name: str, model: str) -> None:
+    graph = compile_example(name).model(model)
+    assert (graph.trainable_count, graph.count(graph.param_nodes(None))) == \
+        PUBLISHED[(name, model)]
+    assert graph.parameter_count == graph.trainable_count
+
+
+def test_seq2seq_sampling_models_hold_the_training_models_layers() -> None:
+    program = compile_example("lstm_seq2seq.gdl")
+    trained = param_shapes(program.model("Seq2Seq"))
+    for sampler in ("Encoder", "DecoderStep"):
+        own = param_shapes(program.model(sampler))
+        assert own and all(trained[name] == shape for name, shape in own.items()), sampler
+    v_in, v_out, h = 71, 92, 256
+    assert program.model("Seq2Seq").parameter_count == \
+        lstm(v_in, h) + lstm(v_out, h) + dense(h, v_out)
+
+
+def test_transformer_lm_positions_are_computed_not_stored() -> None:
+    model = compile_example("transformer_lm.gdl").model()
+    ops = {model.node(n)["op"] for n in model.ops()}
+    assert {"sin", "cos", "arange", "positions"} <= ops
+    assert all(model.node(p)["name"].split(".")[-1] != "pe" for p in model.param_nodes(None))
 
 
 # ---- scenarios -------------------------------------------------------------------------

@@ -16,11 +16,38 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import graphdsl
 from graphdsl.backends.parity import TOLERANCE, differences, run_both
+from graphdsl.compiler import Program
 
-from ..torch.conftest import ALL_EXAMPLES, EXAMPLES, example_program, synthetic_arrays
+from ..torch.conftest import (
+    ALL_EXAMPLES,
+    EXAMPLES,
+    example_program,
+    example_source,
+    synthetic_arrays,
+)
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+# The untrained U-Net's per-pixel logits reach 2.5e3 (seven residual sums that no
+# normalisation follows, and moving statistics with noise): the backends agree on them to
+# 1.6e-6 relative, float32 rounding, but the softmax inside its last Conv2D turns that into
+# 3e-4 on near-tied classes. It is compared on the logits: the softmax moved into the loss.
+ON_LOGITS = {"unet_pets": [("activation = softmax, ", ""),
+                           ("crossentropy(probs, mask)",
+                            "crossentropy(probs, mask, from_logits = true)")]}
+
+
+def compared_program(stem: str) -> Program:
+    if stem not in ON_LOGITS:
+        return example_program(stem)
+    text = example_source(stem)
+    for old, new in ON_LOGITS[stem]:
+        assert old in text
+        text = text.replace(old, new)
+    return graphdsl.compile(text, file=str(EXAMPLES / f"{stem}.gdl"), base_dir=str(EXAMPLES))
+
 
 CASES = [(stem, name) for stem in ALL_EXAMPLES for name in example_program(stem).models]
 
@@ -33,7 +60,7 @@ def test_every_example_file_is_covered() -> None:
 
 @pytest.mark.parametrize(("stem", "name"), CASES, ids=[f"{s}-{n}" for s, n in CASES])
 def test_example_outputs_and_loss_terms_agree(stem: str, name: str) -> None:
-    program = example_program(stem)
+    program = compared_program(stem)
     model = program.models[name]
     batch = synthetic_arrays(model, batch=3, steps=5, seed=1)
     t_out, k_out = run_both(program, model, seed=0, batch=batch)

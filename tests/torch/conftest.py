@@ -3,7 +3,7 @@
 Shrinking. The examples are written at their real sizes (GPT-2 has 124M parameters).
 The tests compile them with smaller model formals: ``example_program(stem)`` rewrites the
 defaults in the model headers (``vocab: int = 50257`` -> ``vocab: int = 72``) from
-``SHRINK`` and applies the plain-text substitutions of ``REWRITE`` (none at present),
+``SHRINK`` and applies the plain-text substitutions of ``REWRITE`` (list formals, optimizers),
 then compiles the text with the example's folder
 as base, so relative paths (``data/vectors.npy``) still resolve. The structure of every
 program (its layers, ties, masks, constraints) is unchanged; only sizes shrink.
@@ -49,11 +49,15 @@ EXAMPLES = ROOT / "examples"
 
 # Model formals substituted into the header defaults, per example file.
 SHRINK: dict[str, dict[str, Any]] = {
+    "bigru_imdb": {"max_features": 50, "units": 8, "embedding_dim": 8},
     "bert_base": {"vocab": 64, "context": 16, "d": 16, "layers": 2, "heads": 2, "ff": 32},
     "gpt2_small": {"vocab": 72, "context": 16, "d": 16, "layers": 2, "heads": 2},
+    "lstm_seq2seq": {"num_encoder_tokens": 7, "num_decoder_tokens": 9, "latent_dim": 16},
     "lstm_lm": {"vocab": 50, "dim": 16},
+    "mobilenet_v2": {"classes": 10, "size": 32, "alpha": 0.35},
     "press_wolf": {"vocab": 50, "dim": 16},
     "resnet18": {"classes": 10, "width": 8, "size": 32},
+    "resnext50": {"classes": 10, "size": 64, "width": 8, "groups": 2, "width_per_group": 16},
     "s01_tied_embeddings": {"vocab": 50, "dim": 8},
     "s02_embedding_lookup": {"vocab": 50, "dim": 8},
     "s08_attention_from_parts": {"vocab": 50, "d": 16, "heads": 2},
@@ -64,9 +68,18 @@ SHRINK: dict[str, dict[str, Any]] = {
     "s16_finetune_groups": {"vocab": 50, "context": 16, "d": 16, "heads": 2, "layers": 2},
     "s18_hidden_states": {"vocab": 50, "d": 8, "layers": 2},
     "s20_blocks_repeat": {"vocab": 50, "d": 16, "heads": 2, "ff": 32, "layers": 2},
+    "transformer_lm": {"ntoken": 50, "ninp": 16, "nhead": 2, "nhid": 32, "nlayers": 2},
+    "unet_pets": {"size": 32},
 }
 # Plain-text substitutions (sizes written as literals rather than formals).
-REWRITE: dict[str, list[tuple[str, str]]] = {}
+# The published learning rates (SGD at 0.1 for ImageNet batches of 256; SGD at 20 with
+# gradient clipping for the word-level LM) suit the full models on real data, not ten
+# steps of a shrunk one on random batches: the training tests use Adam there.
+REWRITE: dict[str, list[tuple[str, str]]] = {
+    "resnext50": [("layers: ints = [3, 4, 6, 3]", "layers: ints = [2, 1, 1, 1]"),
+                  ("sgd(lr = 0.1, momentum = 0.9, weight_decay = 1e-4)", "adam(lr = 1e-3)")],
+    "transformer_lm": [("sgd(lr = 20.0)", "adam(lr = 1e-3)")],
+}
 
 ALL_EXAMPLES = sorted(p.stem for p in EXAMPLES.glob("*.gdl"))
 

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.torch
 
 # Prediction-only models: they declare no loss, so there is nothing to train.
 INFERENCE_ONLY = {("bert_base", "BertBase"), ("s14_gan", "Generator"),
-                  ("s14_gan", "Discriminator")}
+                  ("s14_gan", "Discriminator"), ("lstm_seq2seq", "Encoder"),
+                  ("lstm_seq2seq", "DecoderStep")}
 
 
 def trainable_source(stem: str) -> str:
