@@ -3,6 +3,7 @@ constraints, kernel masks, reuse of shared layers."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,13 @@ class LayerRules:
 
     def construct_layer(self, op: OpDef, e: ast.Call, scope: Scope) -> Any:
         """`Dense(10, activation = relu)`: check the arguments, make a LayerValue."""
+        e = wrapped_layer_call(op, e)
+        wrapped = e.args[0] if e.args and op.arg("layer") is not None else None
+        if isinstance(wrapped, ast.Call) and isinstance(wrapped.func, ast.Name):
+            choices = op.arg("layer").choices or ()  # type: ignore[union-attr]
+            self.el.sink.error("argument-value", f"`{op.name}` wraps one of "
+                               f"{', '.join(choices)}, got `{wrapped.func.id}`", wrapped.span)
+            return POISON
         args: dict[str, Any] = {}
         overrides: dict[str, Tensor] = {}
         masks: dict[str, Any] = {}
@@ -344,3 +352,25 @@ class LayerRules:
         if record and record.calls:
             return self.el.g.node(record.calls[0]).get("span")
         return layer.span
+
+
+def wrapped_layer_call(op: OpDef, e: ast.Call) -> ast.Call:
+    """Keras' spelling of a wrapper, `Bidirectional(GRU(64, return_sequences = true),
+    merge_mode = "sum")`, as the registry op takes it: `Bidirectional("GRU", 64,
+    return_sequences = true, merge_mode = "sum")`. Any op whose `layer` argument names a
+    kind of layer wraps this way; the spans stay those of the source."""
+    arg = op.arg("layer")
+    if arg is None or not arg.choices:
+        return e
+    inner: ast.Expr | None = e.args[0] if e.args else None
+    keywords = e.keywords
+    if inner is None:
+        given = next((k for k in e.keywords if k.name == "layer"), None)
+        inner = given.value if given is not None else None
+        keywords = tuple(k for k in e.keywords if k is not given)
+    if not (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+            and inner.func.id in arg.choices):
+        return e
+    kind = ast.String(inner.func.span, inner.func.id)
+    return dataclasses.replace(e, args=(kind, *inner.args, *e.args[1:]),
+                               keywords=(*inner.keywords, *keywords))

@@ -220,8 +220,9 @@ _BIDIRECTIONAL_PARAMS = (*_direction_params("forward_"), *_direction_params("bac
 
 register(OpDef(
     "Bidirectional", "recurrent", "layer",
-    'Runs a recurrent layer forwards and a copy backwards: Bidirectional("LSTM", 64, '
-    'return_sequences = true).',
+    "Runs a recurrent layer forwards and a copy backwards, spelled as in Keras: "
+    "Bidirectional(LSTM(64, return_sequences = true), merge_mode = \"concat\") (also "
+    "Bidirectional(\"LSTM\", 64, ...)).",
     inputs=_INPUTS,
     args=(Arg("layer", "str", choices=tuple(KINDS),
               doc="the wrapped recurrent layer; the arguments below configure it"),

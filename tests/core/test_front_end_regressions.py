@@ -286,3 +286,29 @@ def test_a_long_layer_table_is_summarised(capsys) -> None:  # type: ignore[no-un
     assert f"{SUMMARY_ROWS * 2:,} more layers" in out
     assert out.count("│ dense") == SUMMARY_ROWS
     assert "dense_179" in out  # the last layer is shown
+
+
+# ---- wrappers spelled as in Keras ----------------------------------------------------------
+def test_bidirectional_wraps_a_layer_as_keras_spells_it() -> None:
+    program = compile_ok("""\
+        model Keras {
+            input x : float32[N, T, 8]
+            inference output y = Bidirectional(GRU(16, return_sequences = true, reset_after = false), merge_mode = "sum")(x)
+        }
+        model Flat {
+            input x : float32[N, T, 8]
+            inference output y = Bidirectional("GRU", 16, return_sequences = true, reset_after = false, merge_mode = "sum")(x)
+        }
+        """)
+    keras_style, flat = program.models["Keras"], program.models["Flat"]
+    assert keras_style.layers["bidirectional"].args == flat.layers["bidirectional"].args
+    assert keras_style.parameter_count == flat.parameter_count == 2 * 3 * (8 * 16 + 16 * 16 + 16)
+
+
+def test_bidirectional_of_a_non_recurrent_layer_is_one_error() -> None:
+    assert codes("""\
+        model M {
+            input x : float32[N, T, 8]
+            inference output y = Bidirectional(Dense(16))(x)
+        }
+        """) == ["argument-value"]
