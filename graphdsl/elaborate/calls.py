@@ -123,8 +123,9 @@ class CallRules:
             positional = [self.el.expressions.eval(a, scope) for a in e.args] if e.args else []
             takes_name = any(f.name.name == "name" for f in func.node.formals) or any(
                 isinstance(s, ast.InputStmt) and s.name.name == "name" for s in func.node.body)
-            if any(isinstance(p, Tensor) for p in positional) or any(
-                    isinstance(p, Poison) for p in positional):
+            if any(isinstance(p, Poison) for p in positional):
+                return POISON  # the argument's error is reported: not also a missing one
+            if any(isinstance(p, Tensor) for p in positional):
                 # `Block(x, name = "b")`: a block without formals, called on tensors at once
                 inst = self.instantiate(func, [], {}, e.span, scope)
                 evaluated = self.eval_keywords(e, scope)

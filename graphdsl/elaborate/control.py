@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from graphdsl.diagnostics import Note, Span
+from graphdsl.diagnostics import Note, Span, source_text
 from graphdsl.elaborate.statements import Body
 from graphdsl.elaborate.values import (
     MAX_REPEAT,
@@ -231,7 +231,7 @@ class ControlRules:
             return POISON
         v = values[0]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.el.sink.error("argument-type", f"`{name}` takes a number, got {v!r}", spans[0])
+            self.el.sink.error("argument-type", f"`{name}` takes a number, got {source_text(v)}", spans[0])
             return POISON
         # `round` rounds half to even, as Python's; all three give ints.
         if name == "ceil":
@@ -251,7 +251,7 @@ class ControlRules:
             return POISON
         for v, s in zip(values, spans, strict=True):
             if not is_int(v):
-                self.el.sink.error("argument-type", f"`range` takes ints, got {v!r}", s)
+                self.el.sink.error("argument-type", f"`range` takes ints, got {source_text(v)}", s)
                 return POISON
         if len(values) == 3 and values[2] == 0:
             self.el.sink.error("argument-value", "the step of `range` cannot be 0", spans[2])
@@ -295,14 +295,14 @@ class ControlRules:
             return POISON
         v = values[0]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.el.sink.error("argument-type", f"`int` takes a number, got {v!r}", spans[0])
+            self.el.sink.error("argument-type", f"`int` takes a number, got {source_text(v)}", spans[0])
             return POISON
         return Const(int(v), span)  # truncates toward zero, as Python's int()
 
     def is_list(self, name: str, v: Any, span: Span) -> bool:
         if isinstance(v, list):
             return True
-        self.el.sink.error("argument-type", f"`{name}` takes a list, got {v!r}", span)
+        self.el.sink.error("argument-type", f"`{name}` takes a list, got {source_text(v)}", span)
         return False
 
 
