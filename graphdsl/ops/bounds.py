@@ -49,7 +49,7 @@ BOUNDS: dict[str, Interval] = {
     **{name: POSITIVE_INT for name in (
         "units", "filters", "num_heads", "key_dim", "value_dim", "input_dim", "output_dim",
         "kernel_size", "depth", "heads", "pool_size", "strides", "dilation_rate",
-        "depth_multiplier", "groups", "size", "output_size", "num_classes", "k", "height",
+        "depth_multiplier", "groups", "size", "output_size", "num_classes", "height",
         "width", "repeats", "n")},
     # probabilities and rates
     "rate": DROP_RATE, "recurrent_dropout": DROP_RATE, "dropout": DROP_RATE,

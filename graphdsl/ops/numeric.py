@@ -8,6 +8,7 @@ import math
 from ..diagnostics import source_text
 from ..ir.types import DTYPES, Dim, ShapeError, TensorType, broadcast, normalize_axis
 from .arith import arange_dtype, einsum_terms
+from .bounds import POSITIVE_INT
 from .registry import Arg, In, OpCall, OpDef, register, unknown
 from .rules import product, same_as
 
@@ -144,7 +145,7 @@ def _top_k(call: OpCall) -> tuple[TensorType, TensorType]:
 register(OpDef(
     "top_k", "numeric", "function",
     "The k largest values along the last axis and their indices: values, indices = top_k(x, 3).",
-    inputs=(In("x", "number"),), args=(Arg("k", "int"), Arg("sorted", "bool", True)),
+    inputs=(In("x", "number"),), args=(Arg("k", "int", bounds=POSITIVE_INT), Arg("sorted", "bool", True)),
     infer=_top_k, mask_keep=lambda c: (c.input("x").rank or 0) > 2,
     canonical="(values, int32 indices) of the k largest entries of each row of the last axis, "
               "largest first (sorted is accepted for Keras' signature: the order is always "
