@@ -348,6 +348,10 @@ class CallRules:
         inner.caller = scope
         for stmt in inputs:
             inner.taken.setdefault(stmt.name.name, stmt.name.span)
+        if scope.caller is None:
+            for value, where in bound.values():
+                if self.el.g.node(value.node)["kind"] == "target":
+                    self.el.g.target_calls.setdefault(value.node, where)
         if len(self.el.expanding) >= MAX_BLOCK_NESTING:
             self.el.sink.error("resource-limit", f"blocks nest more than {MAX_BLOCK_NESTING} "
                                "deep", e.span, help="flatten the chain, or use `repeat`")

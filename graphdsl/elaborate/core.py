@@ -95,6 +95,7 @@ class Elaborator:
         node = definition.node
         # The model's name stands for it in diagnostics about the whole model.
         self.g = ModelGraph(node.name.name, node.span.file, node.name.span)
+        self.g.definition = node.span
         formals = self.bind_formals(node, [], {}, node.span, Scope(definition.namespace, "", {},
                                                                    None, node.name.name))
         self.g.formals = dict(formals)

@@ -37,7 +37,7 @@ from graphdsl.ir.types import (
 )
 from graphdsl.ops import REGISTRY
 from graphdsl.ops.elementwise import OPERATORS
-from graphdsl.ops.specs import SPEC_TABLES
+from graphdsl.ops.specs import SPEC_ALIASES, SPEC_TABLES
 from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
@@ -152,6 +152,7 @@ class ExpressionRules:
         while caller is not None:
             outer = caller.env.get(name)
             if isinstance(outer, Tensor):
+                self.el.g.excused.update(value_nodes(outer))  # meant to be used: no echo
                 kind = scope.definition_kind
                 self.el.sink.error(
                     "unknown-name", f"`{name}` is not defined in {kind} "
@@ -270,6 +271,14 @@ class ExpressionRules:
                     help=f"declare `input {e.attr} : ...` in `{scope.model_name}` and pass the "
                          f"tensor in, or use `{e.value.id}` as a layer")
                 return POISON
+        framework = framework_path(e)
+        if framework is not None and framework[0] not in scope.env and \
+                lookup_global(framework[0], scope.namespace) is None:
+            dotted = ".".join(framework)
+            self.el.sink.error("unknown-name", f"`{dotted}` is not defined: graphdsl has no "
+                               f"module `{framework[0]}`", e.span,
+                               help=framework_help(framework[-1]))
+            return POISON
         base = self.eval(e.value, scope)
         if isinstance(base, Poison):
             return POISON
@@ -371,6 +380,10 @@ class ExpressionRules:
                                         part.span)
                         return POISON
                     parts.append(v.value)
+                if parts[2] == 0:
+                    self.el.sink.error("argument-value", "a slice step cannot be 0",
+                                       item.step.span if item.step else item.span)
+                    return POISON
                 items.append(("slice", *parts))
             else:
                 v = self.eval(item, scope)
@@ -414,9 +427,60 @@ FRAMEWORK_NAMES = {
 }
 
 
+# Module prefixes that Python code puts before layer and function names (`nn.Linear`,
+# `tf.keras.layers.Dense`, `F.relu`): graphdsl names layers and functions bare.
+FRAMEWORK_MODULES = frozenset({"nn", "torch", "F", "tf", "keras", "layers", "np", "jnp",
+                               "activations", "losses", "optimizers", "initializers"})
+
+
+def framework_path(e: ast.Attribute) -> list[str] | None:
+    """`nn.Linear` -> ["nn", "Linear"] when the chain starts at a framework module name."""
+    parts = [e.attr]
+    base: ast.Expr = e.value
+    while isinstance(base, ast.Attribute):
+        parts.append(base.attr)
+        base = base.value
+    if isinstance(base, ast.Name) and base.id in FRAMEWORK_MODULES:
+        return [base.id, *reversed(parts)]
+    return None
+
+
+def framework_help(name: str) -> str:
+    if name in SPEC_ALIASES:  # `torch.optim.Adam`, `nn.init.xavier_uniform_`
+        return f"graphdsl spells it `{SPEC_ALIASES[name]}`"
+    target = FRAMEWORK_NAMES.get(name, name)
+    if target is not None and target in REGISTRY or name in SPEC_TABLES.get("activation", {}):
+        return f"write `{target}` without the module prefix"
+    hint = habit_help(name)
+    if hint is not None:
+        return hint
+    return suggestion_help(name, list(REGISTRY)) or (
+        "layers, activations and functions are written by their bare Keras names "
+        "(`Dense`, `relu`, ...); docs/ops.md lists them")
+
+
+# Keras' and PyTorch's names of losses, metrics and functions that graphdsl spells shorter.
+OTHER_SPELLINGS = {
+    "categorical_crossentropy": "crossentropy", "sparse_categorical_crossentropy":
+    "crossentropy", "CrossEntropyLoss": "crossentropy", "cross_entropy": "crossentropy",
+    "nll_loss": "crossentropy", "BCELoss": "binary_crossentropy", "BCEWithLogitsLoss":
+    "binary_crossentropy", "binary_cross_entropy": "binary_crossentropy",
+    "binary_cross_entropy_with_logits": "binary_crossentropy", "MSELoss": "mse",
+    "mean_squared_error": "mse", "mse_loss": "mse", "L1Loss": "mae", "l1_loss": "mae",
+    "mean_absolute_error": "mae", "HuberLoss": "huber", "SmoothL1Loss": "huber",
+    "huber_loss": "huber", "sparse_categorical_accuracy": "accuracy", "categorical_accuracy":
+    "accuracy", "cat": "concat", "concatenate": "concat", "Concatenate": "concat",
+    "reduce_mean": "mean", "reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
+    "unsqueeze": "expand_dims", "view": "reshape", "permute": "transpose", "detach":
+    "stop_gradient", "Add": "add", "Multiply": "multiply",
+}
+
+
 def habit_help(name: str) -> str | None:
     if name in HABITS:
         return HABITS[name]
+    if name in OTHER_SPELLINGS:
+        return f"graphdsl spells it `{OTHER_SPELLINGS[name]}`"
     if name in FRAMEWORK_NAMES:
         target = FRAMEWORK_NAMES[name]
         if target is None:

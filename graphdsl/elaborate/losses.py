@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from graphdsl.diagnostics import (
@@ -22,6 +23,25 @@ from graphdsl.ops.registry import (
 from graphdsl.ops.specs import Spec
 from graphdsl.syntax import tree as ast
 
+# Elementwise ops with two broadcast operands.
+BROADCASTING_OPS = frozenset({"add", "subtract", "multiply", "divide", "power", "maximum",
+                              "minimum", "floor_divide", "mod", "where"})
+
+
+# Ops that move, drop or perturb values without changing what they are: logits stay logits
+# and probabilities stay probabilities through them (the from_logits check looks past them).
+KEEPS_VALUES = frozenset({"Dropout", "GaussianNoise", "GaussianDropout", "SpatialDropout1D",
+                          "SpatialDropout2D", "SpatialDropout3D", "reshape", "Reshape",
+                          "squeeze", "expand_dims", "Flatten", "transpose", "getitem", "linear"})
+
+
+def edge_type(graph: Any, producer: str, edge: dict[str, Any]) -> Any:
+    data = graph.node(producer)
+    if data["kind"] == "op":
+        return data["types"][edge.get("index", 0)]
+    return data["type"]
+
+
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
     from graphdsl.elaborate.core import Elaborator
 
@@ -35,8 +55,11 @@ class LossRules:
         terms = self.split_terms(stmt.value, 1.0, scope)
         existing = {self.el.g.node(n)["name"] for n in self.el.g.losses}
         for weight, body in terms:
+            first = len(self.el.g.graph)
             value = self.el.expressions.eval(body, scope)
             if isinstance(value, Poison):
+                continue
+            if self.silent_broadcast(first, "loss"):
                 continue
             if not isinstance(value, Tensor):
                 self.el.sink.error("argument-type", f"a loss term must be a tensor, got "
@@ -62,8 +85,9 @@ class LossRules:
             self.el.g.losses.append(node)
 
     def metric_stmt(self, stmt: ast.MetricStmt, scope: Scope) -> None:
+        first = len(self.el.g.graph)
         value = self.el.expressions.eval(stmt.value, scope)
-        if isinstance(value, Poison):
+        if isinstance(value, Poison) or self.silent_broadcast(first, "metric"):
             return
         if not isinstance(value, Tensor) or (value.type.shape is not None and value.type.shape):
             self.el.sink.error("argument-type", f"a metric must be a scalar tensor, got "
@@ -77,6 +101,33 @@ class LossRules:
         node = self.el.add_node(f"metric:{name}:", kind="metric", name=name, span=stmt.value.span)
         self.el.connect(value, node, "x")
         self.el.g.metrics.append(node)
+
+    def silent_broadcast(self, first: int, what: str) -> bool:
+        """Report an elementwise op, among the nodes a loss or metric made from index
+        ``first`` on, that broadcasts two tensors of different ranks into a shape larger than
+        both: `p - y` with p [B, 1] and y [B] is [B, B], every prediction against every
+        target, and the mean of that trains quietly towards the wrong answer."""
+        g = self.el.g
+        for node in list(itertools.islice(g.graph.nodes, first, None)):
+            data = g.node(node)
+            if data["kind"] != "op" or data["op"] not in BROADCASTING_OPS:
+                continue
+            shapes = [edge_type(g, u, d).shape for u, d in g.in_edges(node)]
+            if len(shapes) != 2 or any(sh is None or len(sh) == 0 for sh in shapes):
+                continue
+            a, b = shapes
+            result = data["types"][0].shape
+            if len(a) == len(b) or result in (a, b) or result is None:
+                continue
+            fmt = ", ".join
+            self.el.sink.error(
+                "shape-mismatch", f"`{data['op']}` in a {what} broadcasts [{fmt(map(str, a))}] "
+                f"against [{fmt(map(str, b))}] to [{fmt(map(str, result))}]: every row of one "
+                "is combined with every row of the other", data.get("span"),
+                help="give both sides one shape, e.g. `squeeze(p, axis = -1)` or "
+                     "`reshape(y, [-1, 1])`")
+            return True
+        return False
 
     @staticmethod
     def term_name(explicit: str | None, body: ast.Expr, count: int) -> str:
@@ -143,6 +194,13 @@ class LossRules:
         `from_logits = false` (the default) on a layer's linear output reads logits as
         probabilities: negative values are clipped and the loss is meaningless."""
         data = self.el.g.node(pred.node)
+        node = pred.node
+        while data.get("kind") == "op" and data["op"] in KEEPS_VALUES:
+            producers = self.el.g.in_edges(node)
+            if not producers:
+                return
+            node = producers[0][0]
+            data = self.el.g.node(node)
         if data.get("kind") != "op":
             return
         activation = data["args"].get("activation")

@@ -388,4 +388,8 @@ def value_nodes(value: Any) -> list[str]:
         return [n for item in value.items for n in value_nodes(item)]
     if isinstance(value, LayerValue) and value.params:
         return [t.node for t in value.params.values()]
+    if isinstance(value, Instance):  # a block or model used as a layer: all its layers
+        return [n for inner in value.cache.values() for n in value_nodes(inner)]
+    if isinstance(value, RepeatValue):
+        return [n for member in value.members for n in value_nodes(member)]
     return []

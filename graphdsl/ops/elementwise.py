@@ -35,6 +35,10 @@ def _broadcast_rule(dtype_rule: str):
     return rule
 
 
+# Piecewise constant: their gradient is zero wherever it exists, so nothing before them
+# learns from a loss that reads them (the gradient-reachability check).
+_STEP_FUNCTIONS = frozenset({"sign", "floor_divide"})
+
 _BINARY = (
     ("add", "number", "same", "x + y"),
     ("subtract", "number", "same", "x - y"),
@@ -58,7 +62,7 @@ _BINARY = (
 for _name, _dtypes, _rule, _canon in _BINARY:
     register(OpDef(_name, "elementwise", "function", f"Elementwise {_canon}.",
                    inputs=(In("x", _dtypes), In("y", _dtypes)), infer=_broadcast_rule(_rule),
-                   canonical=_canon))
+                   canonical=_canon, differentiable=_name not in _STEP_FUNCTIONS))
 
 # Operators in the language and the ops they mean.
 OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "//": "floor_divide",
@@ -103,7 +107,8 @@ _UNARY = (
 )
 for _name, _dtypes, _canon in _UNARY:
     register(OpDef(_name, "elementwise", "function", f"Elementwise {_canon}.",
-                   inputs=(In("x", _dtypes),), infer=lambda c: same_as(c, "x"), canonical=_canon))
+                   inputs=(In("x", _dtypes),), infer=lambda c: same_as(c, "x"), canonical=_canon,
+                   differentiable=_name not in _STEP_FUNCTIONS))
 
 register(OpDef("stop_gradient", "elementwise", "function",
                "The value of x, through which no gradient flows (PyTorch's detach).",

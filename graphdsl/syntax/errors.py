@@ -354,6 +354,13 @@ def _definition_inside_body(token: Token, text: str, file: str,
     opened = _open_brace(text, line, token.column or 1, file)
     if opened is None or not _starts_line(text, token):
         return None
+    method = re.match(r"\s*\.\s*(\w+)", content[(token.column or 1) - 1 + len(token):])
+    if method is not None:  # `model.add(Dense(8))`, `model.compile(...)`: Keras' API
+        sink.error("syntax", f"unexpected `{token}.{method.group(1)}`: a {opened[0].split()[0]}"
+                   " body holds statements, not method calls", span,
+                   help="write each layer as a call on the tensor, `h = Dense(8)(h)`; "
+                        "training settings go in a `train` block")
+        return _blank_lines(text, line)
     header, brace = opened
     sink.error("syntax", f"`{header}` is never closed: `{token}` starts a new definition",
                span, notes=[Note("the `{` is here", brace)],
@@ -391,6 +398,8 @@ def _top_level_help(token: Token) -> str | None:
         return "a model is defined with `model Name { ... }`, a block with `block Name { ... }`"
     if str(token) == "}":
         return "this `}` closes nothing"
+    if str(token) in ("//", "/"):
+        return "comments start with `#`"
     return None
 
 
@@ -437,12 +446,18 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if str(token) in ("//", "/") and not before:
+        return "comments start with `#`"
+    if "lambda" in before:
+        return "graphdsl has no `lambda`: a reusable piece of graph is a `block`"
     if len(before) == 1 and before[0] in _STATEMENT_HABITS:
         return _STATEMENT_HABITS[before[0]]
     if str(token) == "=" and before and before[-1] in _KEYWORDS:
         return f"`{before[-1]}` is a keyword and cannot be used as a name"
     if str(token) == "=" and "COMPARE" not in expected:
         return "a statement is `name = expression`; compare with `==`"
+    if str(token) == "," and expected == {"RPAR"}:
+        return "graphdsl has no tuples: write a list in square brackets, e.g. `[3, 3]`"
     if "RPAR" in expected or "RSQB" in expected:
         return "a `,` or a closing bracket may be missing"
     return None
