@@ -173,7 +173,10 @@ class DiagnosticSink:
         seen: set[tuple[Any, ...]] = set()
         unique = []
         for d in sorted(self.items, key=Diagnostic.sort_key):
-            key = (d.code, d.message, d.span, d.file)
+            # One line that a loop or a `repeat` runs several times, each time with other
+            # values, is one mistake: same code, place and notes is the same diagnostic.
+            # (A block called twice differs in its call-site notes: each call is reported.)
+            key = (d.severity, d.code, d.span, d.file, tuple(n.span for n in d.notes))
             if key not in seen:
                 seen.add(key)
                 unique.append(d)

@@ -128,8 +128,9 @@ class Elaborator:
                                 f"`{node.name.name}` is declared twice", f.name.span)
             seen.add(f.name.name)
         if len(args) > len(formals):
+            plural = "s" * (len(formals) != 1)
             self.sink.error("too-many-arguments", f"`{node.name.name}` takes {len(formals)} "
-                            f"parameters, got {len(args)}", args[len(formals)].span)
+                            f"parameter{plural}, got {len(args)}", args[len(formals)].span)
         given: dict[str, tuple[Any, Span]] = {}
         for f, a in zip(formals, args, strict=False):
             given[f.name.name] = (self.expressions.eval(a, scope), a.span)

@@ -295,8 +295,11 @@ class ExpressionRules:
         if isinstance(base, Tensor):
             if e.attr == "T":
                 return self.el.opcalls.make_op(REGISTRY["transpose"], {"x": base}, {"perm": None}, e.span)
+            method = OTHER_SPELLINGS.get(e.attr, e.attr)
             self.el.sink.error("unknown-name", f"a tensor has no attribute `{e.attr}`",
-                            e.attr_span, help="`.T` transposes the last two axes")
+                               e.attr_span,
+                               help=f"ops are functions, not methods: `{method}(x, ...)`"
+                               if method in REGISTRY else "`.T` transposes the last two axes")
             return POISON
         if isinstance(base, LayerValue):
             return self.layer_attribute(base, e)
@@ -406,6 +409,8 @@ HABITS = {
     "None": "graphdsl has no `None`: leave an argument out to get its default; in a tensor "
             "type, name the dimension instead (e.g. `B`)",
     "self": "there is no `self`: a layer's parameters are `layer.kernel`, `layer.bias`, ...",
+    "Input": "an input is declared, with its type: `input x : float32[B, 8]`",
+    "print": "graphdsl has no `print`: `graphdsl compile` shows every layer's shape",
 }
 FRAMEWORK_NAMES = {
     "Linear": "Dense", "LazyLinear": "Dense", "Conv1d": "Conv1D", "Conv2d": "Conv2D",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from graphdsl.diagnostics import (
     Note,
     Span,
+    source_text,
     suggestion_help,
 )
 from graphdsl.elaborate.values import (
@@ -133,6 +134,13 @@ class LayerRules:
                            arg_spans={name: expr.span for name, (expr, _) in given.items()})
         if "name" in given:
             name_value = self.el.expressions.eval(given["name"][0], scope)
+            if isinstance(name_value, Const) and isinstance(name_value.value, str) and \
+                    not name_value.value.isidentifier():
+                # a path part: "a b", "" or "enc.proj" would not name one layer
+                self.el.sink.error("argument-value", "`name` must be a plain name (letters, "
+                                   f"digits and `_`), got {source_text(name_value.value)}",
+                                   name_value.span)
+                return POISON
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
                 name = name_value.value
                 if scope.local(name) in scope.taken:

@@ -49,11 +49,15 @@ if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back int
 class LossRules:
     def __init__(self, el: Elaborator) -> None:
         self.el = el
+        # per model graph: (kind, name) of each named loss or metric -> where it is named
+        self.named: dict[int, tuple[Any, dict[tuple[str, str], Span]]] = {}
 
     def loss_stmt(self, stmt: ast.LossStmt, scope: Scope) -> None:
         self.el.g.loss_statements += 1
         terms = self.split_terms(stmt.value, 1.0, scope)
         existing = {self.el.g.node(n)["name"] for n in self.el.g.losses}
+        if stmt.name is not None and self.named_before(stmt.name, "loss"):
+            return
         for weight, body in terms:
             first = len(self.el.g.graph)
             value = self.el.expressions.eval(body, scope)
@@ -93,6 +97,8 @@ class LossRules:
             self.el.sink.error("argument-type", f"a metric must be a scalar tensor, got "
                             f"{describe(value)}", stmt.value.span)
             return
+        if stmt.name is not None and self.named_before(stmt.name, "metric"):
+            return
         name = self.term_name(stmt.name.name if stmt.name else None, stmt.value, 1)
         existing = {self.el.g.node(n)["name"] for n in self.el.g.metrics}
         base, n = name, 1
@@ -101,6 +107,20 @@ class LossRules:
         node = self.el.add_node(f"metric:{name}:", kind="metric", name=name, span=stmt.value.span)
         self.el.connect(value, node, "x")
         self.el.g.metrics.append(node)
+
+    def named_before(self, ident: ast.Ident, kind: str) -> bool:
+        """`loss ce = ...` twice: optimizer groups and logs name terms, so a name is given
+        once (unnamed terms are numbered instead)."""
+        # keyed by identity; the graph is kept in the value so that its id is not reused
+        names = self.named.setdefault(id(self.el.g), (self.el.g, {}))[1]
+        first = names.get((kind, ident.name))
+        if first is None or first == ident.span:  # the same statement again: a loop
+            names[kind, ident.name] = ident.span
+            return False
+        self.el.sink.error("duplicate-definition", f"{kind} `{ident.name}` is already defined",
+                           ident.span, notes=[Note("first defined here", first)],
+                           help=f"give each {kind} its own name")
+        return True
 
     def silent_broadcast(self, first: int, what: str) -> bool:
         """Report an elementwise op, among the nodes a loss or metric made from index

@@ -304,7 +304,7 @@ class OpRules:
         values: dict[str, Any] = {}
         names = list(spec_def.args)
         if len(args) > len(names):
-            self.el.sink.error("too-many-arguments", f"`{name}` takes {len(names)} arguments",
+            self.el.sink.error("too-many-arguments", f"`{name}` takes {len(names)} argument{'s' * (len(names) != 1)}",
                             args[len(names)].span)
             return POISON
         for pname, a in zip(names, args, strict=False):

@@ -62,13 +62,17 @@ class Body:
     named_results: dict[str, Span] = field(default_factory=dict)
     nested_in: str | None = None  # "for" or "if" while running a nested statement list
 
-    def declare(self, el: Elaborator, ident: ast.Ident, what: str) -> None:
+    def declare(self, el: Elaborator, ident: ast.Ident, what: str) -> bool:
+        """Record a declaration; False (and an error) when the name is declared already."""
         if ident.name in self.declared:
             # the first definition is superseded, not unused: one error, no echoes
             el.g.excused.update(value_nodes(self.scope.env.get(ident.name)))
             el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already defined",
                           ident.span, notes=[Note("first defined here", self.declared[ident.name])])
+            self.declared[ident.name] = ident.span
+            return False
         self.declared[ident.name] = ident.span
+        return True
 
 
 class StatementRules:
@@ -139,8 +143,10 @@ class StatementRules:
         self.input_stmt(stmt, body.scope, body.top_level, body.bound_inputs)
 
     def layer(self, stmt: ast.LayerStmt, body: Body) -> None:
-        body.declare(self.el, stmt.name, "layer")
+        first = body.declare(self.el, stmt.name, "layer")
         self.layer_stmt(stmt, body.scope)
+        if not first:  # which of the two later uses mean is unknown: neither is checked
+            body.scope.env[stmt.name.name] = POISON
 
     def param(self, stmt: ast.ParamStmt, body: Body) -> None:
         for ident in stmt.names:
@@ -373,6 +379,7 @@ class StatementRules:
             value = POISON
             rebound = []
         for t in rebound:
+            scope.rebound_layers.add(t.name)
             self.el.sink.error(
                 "duplicate-definition", f"`{t.name}` names a layer and cannot be rebound to "
                 "a tensor", t.span, help=f"give the tensor its own name, e.g. "

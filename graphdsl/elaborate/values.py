@@ -172,6 +172,9 @@ class Scope:
         self.definition_kind = "model"
         self.definition_name = model_name
         self.caller: Scope | None = None  # the scope of the call that expands this body
+        # `layer` names rebound to a tensor (an error): a later call of the name is the same
+        # mistake again (`enc = enc(x)` in a loop), not a second one
+        self.rebound_layers: set[str] = set()
 
     def auto_path(self, base: str, span: Span | None = None) -> str:
         counter = self.counters.setdefault(base, itertools.count())

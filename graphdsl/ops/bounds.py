@@ -58,7 +58,8 @@ BOUNDS: dict[str, Interval] = {
     # scales
     "stddev": NON_NEGATIVE, "epsilon": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
     "l1": NON_NEGATIVE, "l2": NON_NEGATIVE, "max_value": POSITIVE, "gain": NON_NEGATIVE,
-    "class_weight": NON_NEGATIVE,
+    "class_weight": NON_NEGATIVE, "delta": POSITIVE, "output_padding": NON_NEGATIVE,
+    "output_shape": POSITIVE_INT,
     # learning-rate schedules
     "warmup": NON_NEGATIVE, "step_size": POSITIVE_INT, "gamma": POSITIVE, "min_lr": NON_NEGATIVE,
 }

@@ -285,6 +285,17 @@ def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.
         following = next((n for n in range(line + 1, len(lines) + 1)
                           if _TOP_LEVEL_LINE.match(lines[n - 1])), len(lines) + 1)
         return _blank_lines(text, line, following - 1)
+    if str(token) == ":" and "LBRACE" in expected and _TOP_LEVEL_LINE.match(
+            text.split("\n")[line - 1]):
+        # `model M:` and an indented body, as Python writes it: one error for the whole body
+        sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
+                   + _describe_expected(parser, expected), span,
+                   help="a definition's body is in braces: `model M { ... }`")
+        lines = text.split("\n")
+        following = next((n for n in range(line + 1, len(lines) + 1)
+                          if _TOP_LEVEL_LINE.match(lines[n - 1]) and
+                          not lines[n - 1][:1].isspace()), len(lines) + 1)
+        return _blank_lines(text, line, following - 1)
     opened = _unclosed_bracket(text, line, token.column or 1, file)
     if opened is not None and expected & {"RPAR", "RSQB", "COMMA"}:
         sink.error("syntax", "this bracket is never closed", opened,
@@ -436,6 +447,9 @@ _STATEMENT_HABITS = {
 
 
 def _token_help(token: Token, expected: set[str], text: str) -> str | None:
+    if token.type in ("OPTIMIZER", "FREEZE", "RESTORE") and "RBRACE" in expected and \
+            "FREEZE" not in expected:
+        return f"`{token}` belongs in a `train` block: `train M {{ optimizer * = adam() }}`"
     if token.type == "REPEAT":
         return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
             "`x + (repeat 2 Block()(x))`"
@@ -448,6 +462,19 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
     if str(token) in ("//", "/") and not before:
         return "comments start with `#`"
+    if before[:1] in (["import"], ["from"]) and token.type == "NAME":
+        return "`import` reads another graphdsl file, named by a string: `import " \
+            "\"layers.gdl\"`; the frameworks need no import"
+    if str(token) == ":" and "EQUAL" in expected and len(before) == 1:
+        return f"a setting is written `{before[0]} = value`"
+    if str(token) == "=" and before == ["loss"]:
+        return "`loss` is a keyword and cannot be used as a name: a loss statement is " \
+            "`loss mse(p, y)`, or with a name, `loss total = ...`"
+    if str(token) == "(" and len(before) == 1 and before[0].isidentifier() and \
+            before[0] not in _KEYWORDS:
+        return "a call on its own does nothing: bind its result, `y = f(x)`; graphdsl " \
+            "has no `print`" if before[0] == "print" else \
+            "a call on its own does nothing: bind its result, `y = f(x)`"
     if "lambda" in before:
         return "graphdsl has no `lambda`: a reusable piece of graph is a `block`"
     if len(before) == 1 and before[0] in _STATEMENT_HABITS:
