@@ -176,9 +176,12 @@ class DiagnosticSink:
             # One line that a loop or a `repeat` runs several times, each time with other
             # values, is one mistake: same code, place and notes is the same diagnostic.
             # (A block called twice differs in its call-site notes: each call is reported.)
-            key = (d.severity, d.code, d.span, d.file, tuple(n.span for n in d.notes))
-            if key not in seen:
-                seen.add(key)
+            # Same code, place and message is the same diagnostic too (a block's default
+            # that is wrong in each call).
+            keys = {("notes", d.severity, d.code, d.span, d.file, tuple(n.span for n in d.notes)),
+                    ("message", d.code, d.message, d.span, d.file)}
+            if not keys & seen:
+                seen |= keys
                 unique.append(d)
         return unique
 

@@ -122,10 +122,12 @@ class Elaborator:
         values: dict[str, Any] = {}
         formals = node.formals
         seen: set[str] = set()
+        twice: set[str] = set()
         for f in formals:
             if f.name.name in seen:
                 self.sink.error("duplicate-definition", f"parameter `{f.name.name}` of "
                                 f"`{node.name.name}` is declared twice", f.name.span)
+                twice.add(f.name.name)
             seen.add(f.name.name)
         if len(args) > len(formals):
             plural = "s" * (len(formals) != 1)
@@ -157,6 +159,8 @@ class Elaborator:
                 values[f.name.name] = POISON
                 continue
             values[f.name.name] = self.check_formal(f, value, vspan)
+        for name in twice:  # which declaration its uses mean is unknown: none is checked
+            values[name] = POISON
         return values
 
     def check_formal(self, f: ast.Formal, value: Any, span: Span) -> Any:

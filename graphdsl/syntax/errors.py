@@ -285,17 +285,6 @@ def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.
         following = next((n for n in range(line + 1, len(lines) + 1)
                           if _TOP_LEVEL_LINE.match(lines[n - 1])), len(lines) + 1)
         return _blank_lines(text, line, following - 1)
-    if str(token) == ":" and "LBRACE" in expected and _TOP_LEVEL_LINE.match(
-            text.split("\n")[line - 1]):
-        # `model M:` and an indented body, as Python writes it: one error for the whole body
-        sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
-                   + _describe_expected(parser, expected), span,
-                   help="a definition's body is in braces: `model M { ... }`")
-        lines = text.split("\n")
-        following = next((n for n in range(line + 1, len(lines) + 1)
-                          if _TOP_LEVEL_LINE.match(lines[n - 1]) and
-                          not lines[n - 1][:1].isspace()), len(lines) + 1)
-        return _blank_lines(text, line, following - 1)
     opened = _unclosed_bracket(text, line, token.column or 1, file)
     if opened is not None and expected & {"RPAR", "RSQB", "COMMA"}:
         sink.error("syntax", "this bracket is never closed", opened,
@@ -303,6 +292,24 @@ def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.
                    help="add the closing bracket")
         return _blank_lines(text, opened.line, line - 1) if line > opened.line else \
             _blank_lines(text, opened.line)
+    content = text.split("\n")[line - 1]
+    if _TOP_LEVEL_LINE.match(content) and not content[:1].isspace() and \
+            "{" not in content[: (token.column or 1) - 1]:
+        # A mistake in a definition's header (`model M:` and an indented body, as Python
+        # writes it; `(units = 8)`): its body cannot be read alone, so it is skipped whole.
+        if str(token) == ":" and "LBRACE" in expected:
+            hint: str | None = "a definition's body is in braces: `model M { ... }`"
+        elif str(token) == "=" and "COLON" in expected:
+            hint = "a parameter has a type: `units: int = 8`"
+        else:
+            hint = _token_help(token, expected, text)
+        sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
+                   + _describe_expected(parser, expected), span, help=hint)
+        lines = text.split("\n")
+        following = next((n for n in range(line + 1, len(lines) + 1)
+                          if _TOP_LEVEL_LINE.match(lines[n - 1]) and
+                          not lines[n - 1][:1].isspace()), len(lines) + 1)
+        return _blank_lines(text, line, following - 1)
     if token.type in _TOP_LEVEL and "RBRACE" in expected:
         retry = _definition_inside_body(token, text, file, sink)
         if retry is not None:
