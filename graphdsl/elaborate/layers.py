@@ -286,8 +286,10 @@ class LayerRules:
         try:
             found = file_shape(init["path"])
         except (OSError, ValueError) as exc:
-            self.el.sink.error("argument-value", f"`from_file`: cannot read {init['path']}: {exc}",
-                            span)
+            self.el.sink.error("argument-value", f"`from_file`: cannot read {init['path']}: "
+                               f"{unreadable_array_reason(init['path'], exc)}", span,
+                               help="a .npy file saved by numpy.save, or a text file of "
+                                    "numbers separated by spaces, one row per line")
             return
         if tuple(found) != tuple(shape):
             self.el.sink.error("shape-mismatch", f"`from_file` holds an array of shape "
@@ -352,3 +354,32 @@ class LayerRules:
         if record and record.calls:
             return self.el.g.node(record.calls[0]).get("span")
         return layer.span
+
+
+def unreadable_array_reason(path: str, exc: Exception) -> str:
+    """Why a `from_file` array cannot be read, in the language's words (numpy's own
+    messages talk about `usecols`, format versions and float64)."""
+    if isinstance(exc, OSError):
+        return "the file cannot be opened"
+    if path.endswith(".npy"):
+        return "it is not a .npy array numpy can read without unpickling"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            widths: list[int] = []
+            for number, line in enumerate(handle, start=1):
+                values = line.split("#", 1)[0].split()
+                if not values:
+                    continue
+                for value in values:
+                    try:
+                        float(value)
+                    except ValueError:
+                        return f"line {number}: `{value[:20]}` is not a number"
+                if widths and len(values) != widths[-1]:
+                    return (f"line {number} has {len(values)} number"
+                            f"{'s' * (len(values) != 1)} where the lines before it have "
+                            f"{widths[-1]}")
+                widths.append(len(values))
+    except (OSError, UnicodeDecodeError):
+        return "it is not a text file of numbers"
+    return "it holds no array of numbers"
