@@ -469,6 +469,21 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
     if str(token) in ("//", "/") and not before:
         return "comments start with `#`"
+    line_text = text.split("\n")[(token.line or 1) - 1]
+    column = (token.column or 1) - 1
+    if line_text[column:column + 2] in ("+=", "-=", "*=", "/="):
+        op = line_text[column]
+        return f"graphdsl has no `{op}=`: write `{before[0] if before else 'h'} = " \
+            f"{before[0] if before else 'h'} {op} ...`"
+    if "elif" in before[-1:]:
+        return "graphdsl writes `else if`"
+    if str(token) == ":" and before[:1] in (["for"], ["if"], ["else"], ["}"]):
+        return "a loop's or a condition's body is in braces: `for i in range(3) { ... }`"
+    if token.type == "ELSE" and "LBRACE" in expected:
+        return "graphdsl has no `a if c else b` expression: `where(c, a, b)` picks between " \
+            "tensors; `if c { ... } else { ... }` statements decide at compile time"
+    if token.type == "FOR" and "RSQB" in expected:
+        return "graphdsl has no list comprehensions: use a `for` statement or `repeat`"
     if before[:1] in (["import"], ["from"]) and token.type == "NAME":
         return "`import` reads another graphdsl file, named by a string: `import " \
             "\"layers.gdl\"`; the frameworks need no import"
