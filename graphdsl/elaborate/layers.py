@@ -143,7 +143,9 @@ class LayerRules:
                 return POISON
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
                 name = name_value.value
-                if scope.local(name) in scope.taken:
+                if scope.taken.get(scope.local(name), None) == name_value.span:
+                    pass  # the same call again, a copy of a `repeat`: it names the copies
+                elif scope.local(name) in scope.taken:
                     first = scope.taken[scope.local(name)]
                     self.el.sink.error(
                         "duplicate-definition", f"two layers are named `{name}`: their "
