@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from graphdsl.diagnostics import (
     Note,
     Span,
+    did_you_mean,
     source_text,
-    suggestion_help,
 )
 from graphdsl.elaborate.values import (
     POISON,
@@ -21,6 +21,8 @@ from graphdsl.elaborate.values import (
     Tensor,
     TupleValue,
     _split_param_arg,
+    argument_alias,
+    argument_help,
     argument_spans,
     describe,
     has_error_dim,
@@ -80,9 +82,19 @@ class LayerRules:
                                 k.span)
                 ok = False
             given[k.name] = (k.value, k.span)
+        meant: set[str] = set()  # arguments that a misspelt keyword stands for
         for name, (expr, span) in given.items():
             if name in params:
                 value = self.el.expressions.eval(expr, scope)
+                if isinstance(value, Const) and isinstance(value.value, bool) and \
+                        f"use_{name}" in {a.name for a in op.args}:
+                    # `bias = false` (PyTorch's nn.Linear(bias=False)): `bias` is the tensor
+                    self.el.sink.error("argument-type", f"`{name}` of `{op.name}` is its "
+                                       f"{name} tensor (to tie it), got {source_text(value.value)}",
+                                       expr.span, help=f"to leave the {name} out, write "
+                                       f"`use_{name} = {source_text(value.value)}`")
+                    ok = False
+                    continue
                 if isinstance(value, Const):
                     value = self.el.opcalls.constant(value, "float32")
                 if isinstance(value, Tensor):
@@ -99,9 +111,12 @@ class LayerRules:
             if arg is None or name in {a.name for a in op.call_args}:
                 candidates = [*(a.name for a in op.args), *extra, *layer_args, *params]
                 self.el.sink.error("unknown-argument", f"`{op.name}` has no argument `{name}`",
-                                span, help=suggestion_help(name, candidates) or
+                                span, help=argument_help(name, candidates) or
                                 f"its arguments: {', '.join(a.name for a in op.args)}")
                 ok = False
+                # the argument it was meant to be is not also missing
+                meant.update(did_you_mean(name, [a.name for a in op.args]))
+                meant.add(argument_alias(name, [a.name for a in op.args]) or "")
                 continue
             value = self.el.opcalls.check_arg(op, arg, expr, scope)
             if isinstance(value, Poison):
@@ -123,8 +138,9 @@ class LayerRules:
         for a in op.args:
             if a.name not in args:
                 if a.required:
-                    self.el.sink.error("missing-argument", f"`{op.name}` needs `{a.name}`", e.span,
-                                    help=f"e.g. `{op.name}({a.name} = ...)`")
+                    if a.name not in meant:
+                        self.el.sink.error("missing-argument", f"`{op.name}` needs `{a.name}`",
+                                           e.span, help=f"e.g. `{op.name}({a.name} = ...)`")
                     ok = False
                 else:
                     args[a.name] = a.default

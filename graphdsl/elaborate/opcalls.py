@@ -24,6 +24,7 @@ from graphdsl.elaborate.values import (
     Scope,
     Tensor,
     TupleValue,
+    argument_help,
     argument_spans,
     article,
     convert,
@@ -171,7 +172,7 @@ class OpRules:
             else:
                 candidates = [i.name for i in op.inputs] + [x.name for x in call_args]
                 self.el.sink.error("unknown-argument", f"`{op.name}` has no argument `{name}`",
-                                kw.span, help=suggestion_help(name, candidates) or
+                                kw.span, help=argument_help(name, candidates) or
                                 f"it takes: {', '.join(candidates)}")
                 ok = False
         if variadic is not None:
