@@ -170,6 +170,9 @@ SPEC_ALIASES = {
 
 
 def spec_alias_help(name: str, table: dict[str, SpecDef]) -> str | None:
+    if name in ("None", "none", "null"):  # Keras' `activation=None`
+        return "graphdsl has no `None`: leave the argument out to get its default" + (
+            " (`linear`)" if "linear" in table else "")
     target = SPEC_ALIASES.get(name)
     if target is not None and target in table:
         return f"graphdsl spells it `{target}`"
