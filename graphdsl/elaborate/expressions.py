@@ -3,6 +3,7 @@ operators, attributes, subscripts); calls and repeats are the calls room's rules
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,11 @@ class ExpressionRules:
         finally:
             self.el.depth -= 1
 
-    def eval_Number(self, e: ast.Number, scope: Scope) -> Const:
+    def eval_Number(self, e: ast.Number, scope: Scope) -> Any:
+        if isinstance(e.value, float) and math.isinf(e.value):  # `1e400`
+            self.el.sink.error("argument-value", "this number is too large for a float "
+                               "(the largest is about 1.8e308)", e.span)
+            return POISON
         return Const(e.value, e.span)
 
     def eval_String(self, e: ast.String, scope: Scope) -> Const:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir.types import FLOAT_DTYPES, ShapeError, TensorType, broadcast
+from ..ir.types import FLOAT_DTYPES, ShapeError, TensorType, broadcast, normalize_axis
 from .registry import Arg, In, OpCall, OpDef, register
 from .rules import same_as
 from .specs import ACTIVATIONS
@@ -129,8 +129,6 @@ for _name, _spec in ACTIVATIONS.items():
 
 def _softmax(call: OpCall) -> TensorType:
     shape = call.shape("x", min_rank=1)
-    from ..ir.types import normalize_axis
-
     normalize_axis(call.args["axis"], len(shape))
     if call.has("where"):
         try:
@@ -198,9 +196,15 @@ register(OpDef("one_hot", "elementwise", "function", "One-hot float vectors of i
                canonical="float32: 1.0 at the id, 0.0 elsewhere, on a new last axis; ids "
                          "outside [0, num_classes) give all zeros"))
 
+def _same_along_axis(call: OpCall) -> TensorType:
+    shape = call.shape("x")
+    normalize_axis(call.args["axis"], len(shape))  # reports an axis out of range
+    return same_as(call, "x")
+
+
 register(OpDef("l2_normalize", "elementwise", "function", "Scales to unit L2 norm along axis.",
                inputs=(In("x"),), args=(Arg("axis", "int", -1), Arg("epsilon", "float", 1e-12)),
-               infer=lambda c: same_as(c, "x"),
+               infer=_same_along_axis,
                canonical="x / sqrt(max(sum(x^2, axis), epsilon))"))
 
 
