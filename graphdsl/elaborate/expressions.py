@@ -218,7 +218,11 @@ class ExpressionRules:
             return POISON
         if isinstance(left, Const) and isinstance(right, Const):
             try:
-                return Const(fold(e.op, left.value, right.value), e.span)
+                result = fold(e.op, left.value, right.value)
+                if isinstance(result, float) and not math.isfinite(result):
+                    # 1e300 * 1e300 is inf in floats: a number no layer can take
+                    raise OverflowError if not math.isnan(result) else ValueError
+                return Const(result, e.span)
             except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
                 self.el.sink.error("argument-value", f"cannot compute `{e.op}` of "
                                    f"{source_text(left.value)} and {source_text(right.value)}: "

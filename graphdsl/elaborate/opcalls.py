@@ -350,6 +350,12 @@ class OpRules:
                     self.el.sink.error("argument-type", f"`{pname}` of `{name}` is a number, got "
                                     f"{source_text(value.value)}", vspan)
                     return POISON
+                counts = (isinstance(default, int) and not isinstance(default, bool)) or \
+                    pname in INTEGER_SPEC_ARGS
+                if counts and isinstance(value.value, float) and not value.value.is_integer():
+                    self.el.sink.error("argument-type", f"`{pname}` of `{name}` is a whole "
+                                       f"number, got {source_text(value.value)}", vspan)
+                    return POISON
                 out[pname] = float(value.value) if isinstance(default, float) else value.value
                 interval = out_of_bounds(pname, out[pname])
                 if interval is not None:
@@ -510,3 +516,7 @@ class OpRules:
             kind, f"this is {t.type}")
         return [Note(what, span)]
 
+
+
+# Required spec arguments that count steps (their default gives no type to check against).
+INTEGER_SPEC_ARGS = frozenset({"step_size"})
