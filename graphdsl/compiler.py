@@ -20,6 +20,7 @@ from .diagnostics import (
     Note,
     SourceMap,
     Span,
+    did_you_mean,
     display_path,
 )
 from .elaborate.budget import MAX_NODES
@@ -397,6 +398,14 @@ def _warn_unread_block_inputs(node: ast.Definition, sink: DiagnosticSink) -> Non
     """A block input that its body never reads: the caller's tensor goes nowhere. (A model's
     unused inputs are found on its graph, which also sees inputs read but dropped.)"""
     read = _names_used(node)
+    # A misspelt read (`xx` for `x`) is reported as an unknown name; the input it meant is
+    # not also unused.
+    bound = {t.name for s in node.body if isinstance(s, ast.Assign) for t in s.targets} | \
+        {s.name.name for s in node.body if isinstance(s, (ast.InputStmt, ast.LayerStmt))} | \
+        {f.name.name for f in node.formals}
+    for name in read - bound:
+        read.update(did_you_mean(name, [s.name.name for s in node.body
+                                        if isinstance(s, ast.InputStmt)]))
     for stmt in node.body:
         if isinstance(stmt, ast.InputStmt) and stmt.name.name not in read:
             sink.warning("unused-input", f"input `{stmt.name.name}` of block "

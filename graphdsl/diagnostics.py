@@ -173,9 +173,15 @@ class DiagnosticSink:
         seen: set[tuple[Any, ...]] = set()
         unique = []
         for d in sorted(self.items, key=Diagnostic.sort_key):
-            key = (d.code, d.message, d.span, d.file)
-            if key not in seen:
-                seen.add(key)
+            # One line that a loop or a `repeat` runs several times, each time with other
+            # values, is one mistake: same code, place and notes is the same diagnostic.
+            # (A block called twice differs in its call-site notes: each call is reported.)
+            # Same code, place and message is the same diagnostic too (a block's default
+            # that is wrong in each call).
+            keys = {("notes", d.severity, d.code, d.span, d.file, tuple(n.span for n in d.notes)),
+                    ("message", d.code, d.message, d.span, d.file)}
+            if not keys & seen:
+                seen |= keys
                 unique.append(d)
         return unique
 

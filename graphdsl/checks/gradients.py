@@ -83,8 +83,8 @@ def _value_ancestors(graph: ModelGraph, sinks: list[str]) -> set[str]:
 
 
 def check_gradients(graph: ModelGraph, sink: DiagnosticSink) -> None:
-    if not graph.losses:
-        return
+    if not graph.losses and not (graph.loss_statements and graph.excused):
+        return  # not trained; (a loss that failed to check still counts: see excused)
     reached, blocked = _walk(graph, graph.losses)
     reached |= _value_ancestors(graph, sorted(graph.excused))
     values = _value_ancestors(graph, graph.losses)
@@ -93,22 +93,30 @@ def check_gradients(graph: ModelGraph, sink: DiagnosticSink) -> None:
         if node not in reached:
             data = graph.node(node)
             unused.setdefault(data["owner"] or data["name"], []).append(node)
+    # One diagnostic per source line: the copies a `repeat` or a loop makes from one call
+    # are one mistake.
+    by_span: dict[Span | None, list[str]] = {}
     for owner, nodes in unused.items():
-        data = graph.node(nodes[0])
         record = graph.layers.get(owner)
+        span = record.span if record else graph.node(nodes[0])["span"]
+        by_span.setdefault(span, []).append(owner)
+    for span, owners in by_span.items():
+        nodes = unused[owners[0]]
         names = ", ".join(f"`{graph.node(n)['name']}`" for n in nodes)
+        who = f"`{owners[0]}`" if len(owners) == 1 else \
+            f"`{owners[0]}` (and {len(owners) - 1} more made here: " + \
+            ", ".join(f"`{o}`" for o in owners[1:]) + ")"
         why = _why_blocked(graph, blocked, values, nodes[0]) if nodes[0] in values else None
         if why is None:
-            message = (f"`{owner}` has trainable parameters that no loss reaches ({names}): "
+            message = (f"{who} has trainable parameters that no loss reaches ({names}): "
                        "training would leave them unchanged and distributed training would "
                        "fail on unused parameters")
             notes = [Note("the losses are computed without it",
-                          graph.node(graph.losses[0])["span"])]
+                          graph.node(graph.losses[0])["span"])] if graph.losses else []
         else:
-            message = (f"`{owner}` has trainable parameters that get no gradient ({names}): "
+            message = (f"{who} has trainable parameters that get no gradient ({names}): "
                        "its output reaches the loss only through values no gradient flows "
                        "through, so training would leave them unchanged")
             notes = [Note(why[0], why[1])] if why[1] is not None else []
-        sink.error("unused-parameter", message, record.span if record else data["span"],
-                   notes=notes,
+        sink.error("unused-parameter", message, span, notes=notes,
                    help="use it in a loss, freeze it (`trainable = false`), or remove it")

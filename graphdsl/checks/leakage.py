@@ -7,7 +7,7 @@ target on the way to a loss or metric (a `where` mask from the labels, a one-hot
 
 from __future__ import annotations
 
-from ..diagnostics import DiagnosticSink, Note
+from ..diagnostics import DiagnosticSink, Note, Span
 from ..ir.graph import ModelGraph
 
 
@@ -28,6 +28,8 @@ def check_leakage(graph: ModelGraph, sink: DiagnosticSink) -> None:
         data = graph.node(target)
         out = graph.node(leaked[0])
         span = graph.node(reader).get("span") if reader is not None else None
+        if target in graph.target_calls and not _in_model_body(graph, span):
+            span = graph.target_calls[target]  # read inside a block or model it calls
         sink.error("label-leak", f"output `{out['name']}` is computed from target "
                    f"`{data['name']}`: the forward pass reads the label, which does not exist "
                    "when the model predicts", span or out.get("span"),
@@ -35,3 +37,9 @@ def check_leakage(graph: ModelGraph, sink: DiagnosticSink) -> None:
                           Note(f"output `{out['name']}`", out.get("span"))],
                    help="compute the output from inputs only; use the target in a loss or "
                         "metric, or declare it an `input` if the model really reads it")
+
+
+def _in_model_body(graph: ModelGraph, span: Span | None) -> bool:
+    outer = graph.definition
+    return span is not None and outer is not None and span.file == outer.file and \
+        outer.line <= span.line <= outer.end_line

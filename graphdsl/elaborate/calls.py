@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from graphdsl.diagnostics import (
     Note,
     Span,
+    source_text,
     suggestion_help,
 )
 from graphdsl.elaborate.budget import BudgetExceeded
@@ -143,6 +144,8 @@ class CallRules:
         if isinstance(func, LAYER_LIKE):
             args = [self.el.expressions.eval(a, scope) for a in e.args]
             return self.apply_values(func, args, self.eval_keywords(e, scope), e, scope)
+        if isinstance(e.func, ast.Name) and e.func.id in scope.rebound_layers:
+            return POISON  # reported where the layer's name was rebound
         what = f"`{e.func.id}` is {describe(func)}" if isinstance(e.func, ast.Name) else \
             f"this is {describe(func)}"
         self.el.sink.error("not-callable", f"{what}, not a layer, block, model or function",
@@ -163,10 +166,13 @@ class CallRules:
         value = self.el.expressions.eval(kw.value, scope)
         if isinstance(value, Poison):
             return
-        if not isinstance(value, Const) or not isinstance(value.value, str) or \
-                not value.value.isidentifier():
+        if not isinstance(value, Const) or not isinstance(value.value, str):
             self.el.sink.error("argument-type", f"`name` is a string that is a plain name, got "
                                f"{describe(value)}", kw.value.span)
+            return
+        if not value.value.isidentifier():
+            self.el.sink.error("argument-value", "`name` must be a plain name (letters, digits "
+                               f"and `_`), got {source_text(value.value)}", kw.value.span)
             return
         inst.path = scope.claim(value.value)
 
@@ -349,6 +355,10 @@ class CallRules:
         inner.caller = scope
         for stmt in inputs:
             inner.taken.setdefault(stmt.name.name, stmt.name.span)
+        if scope.caller is None:
+            for value, where in bound.values():
+                if self.el.g.node(value.node)["kind"] == "target":
+                    self.el.g.target_calls.setdefault(value.node, where)
         if len(self.el.expanding) >= MAX_BLOCK_NESTING:
             self.el.sink.error("resource-limit", f"blocks nest more than {MAX_BLOCK_NESTING} "
                                "deep", e.span, help="flatten the chain, or use `repeat`")

@@ -95,6 +95,7 @@ class Elaborator:
         node = definition.node
         # The model's name stands for it in diagnostics about the whole model.
         self.g = ModelGraph(node.name.name, node.span.file, node.name.span)
+        self.g.definition = node.span
         formals = self.bind_formals(node, [], {}, node.span, Scope(definition.namespace, "", {},
                                                                    None, node.name.name))
         self.g.formals = dict(formals)
@@ -121,14 +122,17 @@ class Elaborator:
         values: dict[str, Any] = {}
         formals = node.formals
         seen: set[str] = set()
+        twice: set[str] = set()
         for f in formals:
             if f.name.name in seen:
                 self.sink.error("duplicate-definition", f"parameter `{f.name.name}` of "
                                 f"`{node.name.name}` is declared twice", f.name.span)
+                twice.add(f.name.name)
             seen.add(f.name.name)
         if len(args) > len(formals):
+            plural = "s" * (len(formals) != 1)
             self.sink.error("too-many-arguments", f"`{node.name.name}` takes {len(formals)} "
-                            f"parameters, got {len(args)}", args[len(formals)].span)
+                            f"parameter{plural}, got {len(args)}", args[len(formals)].span)
         given: dict[str, tuple[Any, Span]] = {}
         for f, a in zip(formals, args, strict=False):
             given[f.name.name] = (self.expressions.eval(a, scope), a.span)
@@ -155,6 +159,8 @@ class Elaborator:
                 values[f.name.name] = POISON
                 continue
             values[f.name.name] = self.check_formal(f, value, vspan)
+        for name in twice:  # which declaration its uses mean is unknown: none is checked
+            values[name] = POISON
         return values
 
     def check_formal(self, f: ast.Formal, value: Any, span: Span) -> Any:

@@ -3,6 +3,7 @@ operators, attributes, subscripts); calls and repeats are the calls room's rules
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ from graphdsl.ir.types import (
 )
 from graphdsl.ops import REGISTRY
 from graphdsl.ops.elementwise import OPERATORS
-from graphdsl.ops.specs import SPEC_TABLES
+from graphdsl.ops.specs import SPEC_ALIASES, SPEC_TABLES
 from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
@@ -92,7 +93,11 @@ class ExpressionRules:
         finally:
             self.el.depth -= 1
 
-    def eval_Number(self, e: ast.Number, scope: Scope) -> Const:
+    def eval_Number(self, e: ast.Number, scope: Scope) -> Any:
+        if isinstance(e.value, float) and math.isinf(e.value):  # `1e400`
+            self.el.sink.error("argument-value", "this number is too large for a float "
+                               "(the largest is about 1.8e308)", e.span)
+            return POISON
         return Const(e.value, e.span)
 
     def eval_String(self, e: ast.String, scope: Scope) -> Const:
@@ -152,6 +157,7 @@ class ExpressionRules:
         while caller is not None:
             outer = caller.env.get(name)
             if isinstance(outer, Tensor):
+                self.el.g.excused.update(value_nodes(outer))  # meant to be used: no echo
                 kind = scope.definition_kind
                 self.el.sink.error(
                     "unknown-name", f"`{name}` is not defined in {kind} "
@@ -212,7 +218,11 @@ class ExpressionRules:
             return POISON
         if isinstance(left, Const) and isinstance(right, Const):
             try:
-                return Const(fold(e.op, left.value, right.value), e.span)
+                result = fold(e.op, left.value, right.value)
+                if isinstance(result, float) and not math.isfinite(result):
+                    # 1e300 * 1e300 is inf in floats: a number no layer can take
+                    raise OverflowError if not math.isnan(result) else ValueError
+                return Const(result, e.span)
             except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
                 self.el.sink.error("argument-value", f"cannot compute `{e.op}` of "
                                    f"{source_text(left.value)} and {source_text(right.value)}: "
@@ -270,6 +280,14 @@ class ExpressionRules:
                     help=f"declare `input {e.attr} : ...` in `{scope.model_name}` and pass the "
                          f"tensor in, or use `{e.value.id}` as a layer")
                 return POISON
+        framework = framework_path(e)
+        if framework is not None and framework[0] not in scope.env and \
+                lookup_global(framework[0], scope.namespace) is None:
+            dotted = ".".join(framework)
+            self.el.sink.error("unknown-name", f"`{dotted}` is not defined: graphdsl has no "
+                               f"module `{framework[0]}`", e.span,
+                               help=framework_help(framework[-1]))
+            return POISON
         base = self.eval(e.value, scope)
         if isinstance(base, Poison):
             return POISON
@@ -286,8 +304,11 @@ class ExpressionRules:
         if isinstance(base, Tensor):
             if e.attr == "T":
                 return self.el.opcalls.make_op(REGISTRY["transpose"], {"x": base}, {"perm": None}, e.span)
+            method = OTHER_SPELLINGS.get(e.attr, e.attr)
             self.el.sink.error("unknown-name", f"a tensor has no attribute `{e.attr}`",
-                            e.attr_span, help="`.T` transposes the last two axes")
+                               e.attr_span,
+                               help=f"ops are functions, not methods: `{method}(x, ...)`"
+                               if method in REGISTRY else "`.T` transposes the last two axes")
             return POISON
         if isinstance(base, LayerValue):
             return self.layer_attribute(base, e)
@@ -371,6 +392,10 @@ class ExpressionRules:
                                         part.span)
                         return POISON
                     parts.append(v.value)
+                if parts[2] == 0:
+                    self.el.sink.error("argument-value", "a slice step cannot be 0",
+                                       item.step.span if item.step else item.span)
+                    return POISON
                 items.append(("slice", *parts))
             else:
                 v = self.eval(item, scope)
@@ -393,6 +418,8 @@ HABITS = {
     "None": "graphdsl has no `None`: leave an argument out to get its default; in a tensor "
             "type, name the dimension instead (e.g. `B`)",
     "self": "there is no `self`: a layer's parameters are `layer.kernel`, `layer.bias`, ...",
+    "Input": "an input is declared, with its type: `input x : float32[B, 8]`",
+    "print": "graphdsl has no `print`: `graphdsl compile` shows every layer's shape",
 }
 FRAMEWORK_NAMES = {
     "Linear": "Dense", "LazyLinear": "Dense", "Conv1d": "Conv1D", "Conv2d": "Conv2D",
@@ -414,9 +441,60 @@ FRAMEWORK_NAMES = {
 }
 
 
+# Module prefixes that Python code puts before layer and function names (`nn.Linear`,
+# `tf.keras.layers.Dense`, `F.relu`): graphdsl names layers and functions bare.
+FRAMEWORK_MODULES = frozenset({"nn", "torch", "F", "tf", "keras", "layers", "np", "jnp",
+                               "activations", "losses", "optimizers", "initializers"})
+
+
+def framework_path(e: ast.Attribute) -> list[str] | None:
+    """`nn.Linear` -> ["nn", "Linear"] when the chain starts at a framework module name."""
+    parts = [e.attr]
+    base: ast.Expr = e.value
+    while isinstance(base, ast.Attribute):
+        parts.append(base.attr)
+        base = base.value
+    if isinstance(base, ast.Name) and base.id in FRAMEWORK_MODULES:
+        return [base.id, *reversed(parts)]
+    return None
+
+
+def framework_help(name: str) -> str:
+    if name in SPEC_ALIASES:  # `torch.optim.Adam`, `nn.init.xavier_uniform_`
+        return f"graphdsl spells it `{SPEC_ALIASES[name]}`"
+    target = FRAMEWORK_NAMES.get(name, name)
+    if target is not None and target in REGISTRY or name in SPEC_TABLES.get("activation", {}):
+        return f"write `{target}` without the module prefix"
+    hint = habit_help(name)
+    if hint is not None:
+        return hint
+    return suggestion_help(name, list(REGISTRY)) or (
+        "layers, activations and functions are written by their bare Keras names "
+        "(`Dense`, `relu`, ...); docs/ops.md lists them")
+
+
+# Keras' and PyTorch's names of losses, metrics and functions that graphdsl spells shorter.
+OTHER_SPELLINGS = {
+    "categorical_crossentropy": "crossentropy", "sparse_categorical_crossentropy":
+    "crossentropy", "CrossEntropyLoss": "crossentropy", "cross_entropy": "crossentropy",
+    "nll_loss": "crossentropy", "BCELoss": "binary_crossentropy", "BCEWithLogitsLoss":
+    "binary_crossentropy", "binary_cross_entropy": "binary_crossentropy",
+    "binary_cross_entropy_with_logits": "binary_crossentropy", "MSELoss": "mse",
+    "mean_squared_error": "mse", "mse_loss": "mse", "L1Loss": "mae", "l1_loss": "mae",
+    "mean_absolute_error": "mae", "HuberLoss": "huber", "SmoothL1Loss": "huber",
+    "huber_loss": "huber", "sparse_categorical_accuracy": "accuracy", "categorical_accuracy":
+    "accuracy", "cat": "concat", "concatenate": "concat", "Concatenate": "concat",
+    "reduce_mean": "mean", "reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
+    "unsqueeze": "expand_dims", "view": "reshape", "permute": "transpose", "detach":
+    "stop_gradient", "Add": "add", "Multiply": "multiply",
+}
+
+
 def habit_help(name: str) -> str | None:
     if name in HABITS:
         return HABITS[name]
+    if name in OTHER_SPELLINGS:
+        return f"graphdsl spells it `{OTHER_SPELLINGS[name]}`"
     if name in FRAMEWORK_NAMES:
         target = FRAMEWORK_NAMES[name]
         if target is None:

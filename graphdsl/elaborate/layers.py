@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from graphdsl.diagnostics import (
     Note,
     Span,
-    suggestion_help,
+    did_you_mean,
+    source_text,
 )
 from graphdsl.elaborate.values import (
     POISON,
@@ -21,6 +22,8 @@ from graphdsl.elaborate.values import (
     Tensor,
     TupleValue,
     _split_param_arg,
+    argument_alias,
+    argument_help,
     argument_spans,
     describe,
     has_error_dim,
@@ -87,9 +90,19 @@ class LayerRules:
                                 k.span)
                 ok = False
             given[k.name] = (k.value, k.span)
+        meant: set[str] = set()  # arguments that a misspelt keyword stands for
         for name, (expr, span) in given.items():
             if name in params:
                 value = self.el.expressions.eval(expr, scope)
+                if isinstance(value, Const) and isinstance(value.value, bool) and \
+                        f"use_{name}" in {a.name for a in op.args}:
+                    # `bias = false` (PyTorch's nn.Linear(bias=False)): `bias` is the tensor
+                    self.el.sink.error("argument-type", f"`{name}` of `{op.name}` is its "
+                                       f"{name} tensor (to tie it), got {source_text(value.value)}",
+                                       expr.span, help=f"to leave the {name} out, write "
+                                       f"`use_{name} = {source_text(value.value)}`")
+                    ok = False
+                    continue
                 if isinstance(value, Const):
                     value = self.el.opcalls.constant(value, "float32")
                 if isinstance(value, Tensor):
@@ -106,9 +119,12 @@ class LayerRules:
             if arg is None or name in {a.name for a in op.call_args}:
                 candidates = [*(a.name for a in op.args), *extra, *layer_args, *params]
                 self.el.sink.error("unknown-argument", f"`{op.name}` has no argument `{name}`",
-                                span, help=suggestion_help(name, candidates) or
+                                span, help=argument_help(name, candidates) or
                                 f"its arguments: {', '.join(a.name for a in op.args)}")
                 ok = False
+                # the argument it was meant to be is not also missing
+                meant.update(did_you_mean(name, [a.name for a in op.args]))
+                meant.add(argument_alias(name, [a.name for a in op.args]) or "")
                 continue
             value = self.el.opcalls.check_arg(op, arg, expr, scope)
             if isinstance(value, Poison):
@@ -130,8 +146,9 @@ class LayerRules:
         for a in op.args:
             if a.name not in args:
                 if a.required:
-                    self.el.sink.error("missing-argument", f"`{op.name}` needs `{a.name}`", e.span,
-                                    help=f"e.g. `{op.name}({a.name} = ...)`")
+                    if a.name not in meant:
+                        self.el.sink.error("missing-argument", f"`{op.name}` needs `{a.name}`",
+                                           e.span, help=f"e.g. `{op.name}({a.name} = ...)`")
                     ok = False
                 else:
                     args[a.name] = a.default
@@ -141,9 +158,18 @@ class LayerRules:
                            arg_spans={name: expr.span for name, (expr, _) in given.items()})
         if "name" in given:
             name_value = self.el.expressions.eval(given["name"][0], scope)
+            if isinstance(name_value, Const) and isinstance(name_value.value, str) and \
+                    not name_value.value.isidentifier():
+                # a path part: "a b", "" or "enc.proj" would not name one layer
+                self.el.sink.error("argument-value", "`name` must be a plain name (letters, "
+                                   f"digits and `_`), got {source_text(name_value.value)}",
+                                   name_value.span)
+                return POISON
             if isinstance(name_value, Const) and isinstance(name_value.value, str):
                 name = name_value.value
-                if scope.local(name) in scope.taken:
+                if scope.taken.get(scope.local(name), None) == name_value.span:
+                    pass  # the same call again, a copy of a `repeat`: it names the copies
+                elif scope.local(name) in scope.taken:
                     first = scope.taken[scope.local(name)]
                     self.el.sink.error(
                         "duplicate-definition", f"two layers are named `{name}`: their "
@@ -286,8 +312,10 @@ class LayerRules:
         try:
             found = file_shape(init["path"])
         except (OSError, ValueError) as exc:
-            self.el.sink.error("argument-value", f"`from_file`: cannot read {init['path']}: {exc}",
-                            span)
+            self.el.sink.error("argument-value", f"`from_file`: cannot read {init['path']}: "
+                               f"{unreadable_array_reason(init['path'], exc)}", span,
+                               help="a .npy file saved by numpy.save, or a text file of "
+                                    "numbers separated by spaces, one row per line")
             return
         if tuple(found) != tuple(shape):
             self.el.sink.error("shape-mismatch", f"`from_file` holds an array of shape "
@@ -374,3 +402,32 @@ def wrapped_layer_call(op: OpDef, e: ast.Call) -> ast.Call:
     kind = ast.String(inner.func.span, inner.func.id)
     return dataclasses.replace(e, args=(kind, *inner.args, *e.args[1:]),
                                keywords=(*inner.keywords, *keywords))
+
+
+def unreadable_array_reason(path: str, exc: Exception) -> str:
+    """Why a `from_file` array cannot be read, in the language's words (numpy's own
+    messages talk about `usecols`, format versions and float64)."""
+    if isinstance(exc, OSError):
+        return "the file cannot be opened"
+    if path.endswith(".npy"):
+        return "it is not a .npy array numpy can read without unpickling"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            widths: list[int] = []
+            for number, line in enumerate(handle, start=1):
+                values = line.split("#", 1)[0].split()
+                if not values:
+                    continue
+                for value in values:
+                    try:
+                        float(value)
+                    except ValueError:
+                        return f"line {number}: `{value[:20]}` is not a number"
+                if widths and len(values) != widths[-1]:
+                    return (f"line {number} has {len(values)} number"
+                            f"{'s' * (len(values) != 1)} where the lines before it have "
+                            f"{widths[-1]}")
+                widths.append(len(values))
+    except (OSError, UnicodeDecodeError):
+        return "it is not a text file of numbers"
+    return "it holds no array of numbers"

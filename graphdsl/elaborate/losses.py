@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from graphdsl.diagnostics import (
@@ -22,6 +23,25 @@ from graphdsl.ops.registry import (
 from graphdsl.ops.specs import Spec
 from graphdsl.syntax import tree as ast
 
+# Elementwise ops with two broadcast operands.
+BROADCASTING_OPS = frozenset({"add", "subtract", "multiply", "divide", "power", "maximum",
+                              "minimum", "floor_divide", "mod", "where"})
+
+
+# Ops that move, drop or perturb values without changing what they are: logits stay logits
+# and probabilities stay probabilities through them (the from_logits check looks past them).
+KEEPS_VALUES = frozenset({"Dropout", "GaussianNoise", "GaussianDropout", "SpatialDropout1D",
+                          "SpatialDropout2D", "SpatialDropout3D", "reshape", "Reshape",
+                          "squeeze", "expand_dims", "Flatten", "transpose", "getitem", "linear"})
+
+
+def edge_type(graph: Any, producer: str, edge: dict[str, Any]) -> Any:
+    data = graph.node(producer)
+    if data["kind"] == "op":
+        return data["types"][edge.get("index", 0)]
+    return data["type"]
+
+
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
     from graphdsl.elaborate.core import Elaborator
 
@@ -29,14 +49,21 @@ if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back int
 class LossRules:
     def __init__(self, el: Elaborator) -> None:
         self.el = el
+        # per model graph: (kind, name) of each named loss or metric -> where it is named
+        self.named: dict[int, tuple[Any, dict[tuple[str, str], Span]]] = {}
 
     def loss_stmt(self, stmt: ast.LossStmt, scope: Scope) -> None:
         self.el.g.loss_statements += 1
         terms = self.split_terms(stmt.value, 1.0, scope)
         existing = {self.el.g.node(n)["name"] for n in self.el.g.losses}
+        if stmt.name is not None and self.named_before(stmt.name, "loss"):
+            return
         for weight, body in terms:
+            first = len(self.el.g.graph)
             value = self.el.expressions.eval(body, scope)
             if isinstance(value, Poison):
+                continue
+            if self.silent_broadcast(first, "loss"):
                 continue
             if not isinstance(value, Tensor):
                 self.el.sink.error("argument-type", f"a loss term must be a tensor, got "
@@ -62,12 +89,15 @@ class LossRules:
             self.el.g.losses.append(node)
 
     def metric_stmt(self, stmt: ast.MetricStmt, scope: Scope) -> None:
+        first = len(self.el.g.graph)
         value = self.el.expressions.eval(stmt.value, scope)
-        if isinstance(value, Poison):
+        if isinstance(value, Poison) or self.silent_broadcast(first, "metric"):
             return
         if not isinstance(value, Tensor) or (value.type.shape is not None and value.type.shape):
             self.el.sink.error("argument-type", f"a metric must be a scalar tensor, got "
                             f"{describe(value)}", stmt.value.span)
+            return
+        if stmt.name is not None and self.named_before(stmt.name, "metric"):
             return
         name = self.term_name(stmt.name.name if stmt.name else None, stmt.value, 1)
         existing = {self.el.g.node(n)["name"] for n in self.el.g.metrics}
@@ -77,6 +107,47 @@ class LossRules:
         node = self.el.add_node(f"metric:{name}:", kind="metric", name=name, span=stmt.value.span)
         self.el.connect(value, node, "x")
         self.el.g.metrics.append(node)
+
+    def named_before(self, ident: ast.Ident, kind: str) -> bool:
+        """`loss ce = ...` twice: optimizer groups and logs name terms, so a name is given
+        once (unnamed terms are numbered instead)."""
+        # keyed by identity; the graph is kept in the value so that its id is not reused
+        names = self.named.setdefault(id(self.el.g), (self.el.g, {}))[1]
+        first = names.get((kind, ident.name))
+        if first is None or first == ident.span:  # the same statement again: a loop
+            names[kind, ident.name] = ident.span
+            return False
+        self.el.sink.error("duplicate-definition", f"{kind} `{ident.name}` is already defined",
+                           ident.span, notes=[Note("first defined here", first)],
+                           help=f"give each {kind} its own name")
+        return True
+
+    def silent_broadcast(self, first: int, what: str) -> bool:
+        """Report an elementwise op, among the nodes a loss or metric made from index
+        ``first`` on, that broadcasts two tensors of different ranks into a shape larger than
+        both: `p - y` with p [B, 1] and y [B] is [B, B], every prediction against every
+        target, and the mean of that trains quietly towards the wrong answer."""
+        g = self.el.g
+        for node in list(itertools.islice(g.graph.nodes, first, None)):
+            data = g.node(node)
+            if data["kind"] != "op" or data["op"] not in BROADCASTING_OPS:
+                continue
+            shapes = [edge_type(g, u, d).shape for u, d in g.in_edges(node)]
+            if len(shapes) != 2 or any(sh is None or len(sh) == 0 for sh in shapes):
+                continue
+            a, b = shapes
+            result = data["types"][0].shape
+            if len(a) == len(b) or result in (a, b) or result is None:
+                continue
+            fmt = ", ".join
+            self.el.sink.error(
+                "shape-mismatch", f"`{data['op']}` in a {what} broadcasts [{fmt(map(str, a))}] "
+                f"against [{fmt(map(str, b))}] to [{fmt(map(str, result))}]: every row of one "
+                "is combined with every row of the other", data.get("span"),
+                help="give both sides one shape, e.g. `squeeze(p, axis = -1)` or "
+                     "`reshape(y, [-1, 1])`")
+            return True
+        return False
 
     @staticmethod
     def term_name(explicit: str | None, body: ast.Expr, count: int) -> str:
@@ -143,6 +214,13 @@ class LossRules:
         `from_logits = false` (the default) on a layer's linear output reads logits as
         probabilities: negative values are clipped and the loss is meaningless."""
         data = self.el.g.node(pred.node)
+        node = pred.node
+        while data.get("kind") == "op" and data["op"] in KEEPS_VALUES:
+            producers = self.el.g.in_edges(node)
+            if not producers:
+                return
+            node = producers[0][0]
+            data = self.el.g.node(node)
         if data.get("kind") != "op":
             return
         activation = data["args"].get("activation")

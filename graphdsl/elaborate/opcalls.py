@@ -24,6 +24,7 @@ from graphdsl.elaborate.values import (
     Scope,
     Tensor,
     TupleValue,
+    argument_help,
     argument_spans,
     article,
     convert,
@@ -37,7 +38,7 @@ from graphdsl.ir.types import (
     ShapeError,
 )
 from graphdsl.ops import REGISTRY
-from graphdsl.ops.bounds import out_of_bounds
+from graphdsl.ops.bounds import misordered, out_of_bounds
 from graphdsl.ops.registry import (
     REQUIRED,
     Arg,
@@ -45,7 +46,7 @@ from graphdsl.ops.registry import (
     OpDef,
 )
 from graphdsl.ops.registry import _Unknown as UnknownShape
-from graphdsl.ops.specs import SPEC_TABLES, Spec
+from graphdsl.ops.specs import SPEC_TABLES, Spec, spec_alias_help
 from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
@@ -171,7 +172,7 @@ class OpRules:
             else:
                 candidates = [i.name for i in op.inputs] + [x.name for x in call_args]
                 self.el.sink.error("unknown-argument", f"`{op.name}` has no argument `{name}`",
-                                kw.span, help=suggestion_help(name, candidates) or
+                                kw.span, help=argument_help(name, candidates) or
                                 f"it takes: {', '.join(candidates)}")
                 ok = False
         if variadic is not None:
@@ -193,6 +194,8 @@ class OpRules:
                 ok = False
             else:
                 checked[arg.name] = arg.default
+        if ok and self.report_misordered(op.name, checked, e.span):
+            ok = False
         for name, value in list(inputs.items()):
             if isinstance(value, list):
                 inputs[name] = [v if isinstance(v, Tensor) else self.constant(v, "float32")
@@ -212,6 +215,16 @@ class OpRules:
         if not ok:
             return None, {}
         return inputs, checked
+
+    def report_misordered(self, callee: str, values: dict[str, Any], span: Span) -> bool:
+        pair = misordered(values)
+        if pair is None:
+            return False
+        low, high = pair
+        self.el.sink.error("argument-value", f"`{low}` of `{callee}` must not exceed `{high}`, "
+                           f"got {source_text(values[low])} > {source_text(values[high])}",
+                           span, help=f"swap them: `{low}` is the low end of the range")
+        return True
 
     def check_arg(self, op: OpDef, arg: Arg, expr: ast.Expr, scope: Scope) -> Any:
         if arg.kind in SPEC_TABLES:
@@ -268,7 +281,10 @@ class OpRules:
         elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
             name, args, kws, span = expr.func.id, expr.args, expr.keywords, expr.func.span
         else:
-            got = describe(self.el.expressions.eval(expr, scope))
+            evaluated = self.el.expressions.eval(expr, scope)
+            if isinstance(evaluated, Poison):
+                return POISON  # its error is reported
+            got = describe(evaluated)
             self.el.sink.error("argument-type", f"{what or 'this argument'} expects "
                                f"{article(kind)} {kind} such as `{next(iter(table))}`, got {got}",
                                expr.span)
@@ -287,14 +303,15 @@ class OpRules:
             self.el.sink.error("unknown-name", f"{got}{where}" if other is None or
                                other.kind != "layer" else f"{what or 'this argument'} expects "
                                f"{article(kind)} {kind}: {got}", span,
-                               help=suggestion_help(str(name), table) or
+                               help=spec_alias_help(str(name), table) or
+                               suggestion_help(str(name), table) or
                                f"{kind}s: {', '.join(table)}")
             return POISON
         spec_def = table[name]
         values: dict[str, Any] = {}
         names = list(spec_def.args)
         if len(args) > len(names):
-            self.el.sink.error("too-many-arguments", f"`{name}` takes {len(names)} arguments",
+            self.el.sink.error("too-many-arguments", f"`{name}` takes {len(names)} argument{'s' * (len(names) != 1)}",
                             args[len(names)].span)
             return POISON
         for pname, a in zip(names, args, strict=False):
@@ -314,6 +331,7 @@ class OpRules:
                 return POISON
             values[k.name] = (self.el.expressions.eval(k.value, scope), k.value.span)
         out: dict[str, Any] = {}
+        out_of_range = False
         for pname, default in spec_def.args.items():
             if kind == "optimizer" and pname == "loss" and pname in values:
                 loss_terms = self.el.losses.loss_names(values[pname])
@@ -338,17 +356,25 @@ class OpRules:
                     self.el.sink.error("argument-type", f"`{pname}` of `{name}` is a number, got "
                                     f"{source_text(value.value)}", vspan)
                     return POISON
+                counts = (isinstance(default, int) and not isinstance(default, bool)) or \
+                    pname in INTEGER_SPEC_ARGS
+                if counts and isinstance(value.value, float) and not value.value.is_integer():
+                    self.el.sink.error("argument-type", f"`{pname}` of `{name}` is a whole "
+                                       f"number, got {source_text(value.value)}", vspan)
+                    return POISON
                 out[pname] = float(value.value) if isinstance(default, float) else value.value
                 interval = out_of_bounds(pname, out[pname])
                 if interval is not None:
                     self.el.sink.error("argument-value", f"`{pname}` of `{name}` must be "
                                        f"{interval}, got {source_text(value.value)}", vspan)
-                    return POISON
+                    out_of_range = True  # go on: each wrong value is its own mistake
             elif default is REQUIRED:
                 self.el.sink.error("missing-argument", f"`{name}` needs `{pname}`", span)
                 return POISON
             else:
                 out[pname] = default
+        if out_of_range or self.report_misordered(name, out, span):
+            return POISON
         if kind == "constraint" and out.get("mode") not in ("project", "reparam"):
             self.el.sink.error("argument-value", f"`mode` of `{name}` is \"project\" or "
                             f"\"reparam\", got {source_text(out.get('mode'))}", span)
@@ -495,3 +521,8 @@ class OpRules:
                 "param": f"parameter `{data.get('name')}` is {t.type}"}.get(
             kind, f"this is {t.type}")
         return [Note(what, span)]
+
+
+
+# Required spec arguments that count steps (their default gives no type to check against).
+INTEGER_SPEC_ARGS = frozenset({"step_size"})

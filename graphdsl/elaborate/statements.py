@@ -29,6 +29,7 @@ from graphdsl.elaborate.values import (
     article,
     describe,
     flatten,
+    has_error_dim,
     value_nodes,
 )
 from graphdsl.ir.types import (
@@ -61,13 +62,17 @@ class Body:
     named_results: dict[str, Span] = field(default_factory=dict)
     nested_in: str | None = None  # "for" or "if" while running a nested statement list
 
-    def declare(self, el: Elaborator, ident: ast.Ident, what: str) -> None:
+    def declare(self, el: Elaborator, ident: ast.Ident, what: str) -> bool:
+        """Record a declaration; False (and an error) when the name is declared already."""
         if ident.name in self.declared:
             # the first definition is superseded, not unused: one error, no echoes
             el.g.excused.update(value_nodes(self.scope.env.get(ident.name)))
             el.sink.error("duplicate-definition", f"{what} `{ident.name}` is already defined",
                           ident.span, notes=[Note("first defined here", self.declared[ident.name])])
+            self.declared[ident.name] = ident.span
+            return False
         self.declared[ident.name] = ident.span
+        return True
 
 
 class StatementRules:
@@ -92,10 +97,15 @@ class StatementRules:
         for stmt in body:
             errors, poisoned = self.el.sink.error_count, self.el.poisoned
             nodes_before = len(self.el.g.graph)
+            # `h = Bad(h)` rebinds `h`: what it read is the value from before the statement
+            rebound = [scope.env.get(t.name) for t in stmt.targets] \
+                if isinstance(stmt, ast.Assign) else []
             yield stmt
             if self.el.sink.error_count > errors or self.el.poisoned > poisoned:
                 self.el.g.excused.update(
                     itertools.islice(self.el.g.graph.nodes, nodes_before, None))
+                for old in rebound:
+                    self.el.g.excused.update(value_nodes(old))
                 for n in referenced_names(stmt):
                     self.el.g.excused.update(value_nodes(scope.env.get(n)))
                 if isinstance(stmt, (ast.LossStmt, ast.MetricStmt)):
@@ -133,8 +143,10 @@ class StatementRules:
         self.input_stmt(stmt, body.scope, body.top_level, body.bound_inputs)
 
     def layer(self, stmt: ast.LayerStmt, body: Body) -> None:
-        body.declare(self.el, stmt.name, "layer")
+        first = body.declare(self.el, stmt.name, "layer")
         self.layer_stmt(stmt, body.scope)
+        if not first:  # which of the two later uses mean is unknown: neither is checked
+            body.scope.env[stmt.name.name] = POISON
 
     def param(self, stmt: ast.ParamStmt, body: Body) -> None:
         for ident in stmt.names:
@@ -241,8 +253,21 @@ class StatementRules:
         return TensorType(dtype, tuple(self.dim_expr(d, scope) for d in t.dims))
 
     def dim_expr(self, e: ast.Expr, scope: Scope) -> Dim:
+        """A dimension of a declared type; one that is not a positive size is reported and
+        stands as unknown (`?`), which the shape checks do not report again."""
+        dim = self.dim_value(e, scope)
+        if isinstance(dim, int) and dim <= 0:
+            self.el.sink.error("argument-value", f"a dimension must be a positive size, got "
+                               f"{dim}", e.span)
+            return Sym.named("?")
+        return dim
+
+    def dim_value(self, e: ast.Expr, scope: Scope) -> Dim:
         if isinstance(e, ast.Number) and isinstance(e.value, int):
             return e.value
+        if isinstance(e, ast.UnaryOp) and e.op == "-" and isinstance(e.operand, ast.Number) \
+                and isinstance(e.operand.value, int):
+            return -e.operand.value
         if isinstance(e, ast.Name):
             if e.id == "None":
                 self.el.sink.error("unknown-name", "`None` is not a dimension: a dimension is "
@@ -263,7 +288,10 @@ class StatementRules:
                 return Sym.named("?")
             return Sym.named(e.id)
         if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*", "//", "/"):
-            a, b = self.dim_expr(e.left, scope), self.dim_expr(e.right, scope)
+            a, b = self.dim_value(e.left, scope), self.dim_value(e.right, scope)
+            if b == 0 and e.op in ("//", "/"):
+                self.el.sink.error("argument-value", "a dimension divided by zero", e.span)
+                return Sym.named("?")
             if e.op == "+":
                 return dim_add(a, b)
             if e.op == "-":
@@ -301,9 +329,10 @@ class StatementRules:
         declared = self.tensor_type(stmt.type, scope)
         shape = declared.shape or ()
         if any(not isinstance(d, int) for d in shape):
-            self.el.sink.error("unknown-dimension", "a parameter's shape must be known: "
-                            f"got {declared}", stmt.type.span,
-                            help="use numbers or model parameters for its dimensions")
+            if not has_error_dim(shape):  # a `?` stands for a dimension reported already
+                self.el.sink.error("unknown-dimension", "a parameter's shape must be known: "
+                                   f"got {declared}", stmt.type.span,
+                                   help="use numbers or model parameters for its dimensions")
             for ident in stmt.names:
                 scope.env[ident.name] = POISON
             return
@@ -337,16 +366,24 @@ class StatementRules:
 
     def assign(self, stmt: ast.Assign, scope: Scope) -> None:
         value = self.el.expressions.eval(stmt.value, scope)
+        rebound = [t for t in stmt.targets if isinstance(scope.env.get(t.name), LAYER_LIKE)]
         if isinstance(value, (LayerValue, Instance, RepeatValue)):
-            self.el.sink.error("argument-type", "a layer is named with `layer`, not `=`",
-                            stmt.span, help=f"write `layer {stmt.targets[0].name} = ...`")
-            value = POISON
-        for t in stmt.targets:
-            if isinstance(scope.env.get(t.name), LAYER_LIKE):
+            if rebound:  # `layer fc = ...` then `fc = Dense(8)`: the name is taken
                 self.el.sink.error(
-                    "duplicate-definition", f"`{t.name}` names a layer and cannot be rebound to "
-                    "a tensor", t.span, help=f"give the tensor its own name, e.g. "
-                    f"`{t.name}_out = ...`")  # and bind it anyway: later uses mean the tensor
+                    "duplicate-definition", f"`{rebound[0].name}` already names a layer",
+                    rebound[0].span, help="a layer is named once, with `layer`; give the new "
+                    "one its own name")
+            else:
+                self.el.sink.error("argument-type", "a layer is named with `layer`, not `=`",
+                                   stmt.span, help=f"write `layer {stmt.targets[0].name} = ...`")
+            value = POISON
+            rebound = []
+        for t in rebound:
+            scope.rebound_layers.add(t.name)
+            self.el.sink.error(
+                "duplicate-definition", f"`{t.name}` names a layer and cannot be rebound to "
+                "a tensor", t.span, help=f"give the tensor its own name, e.g. "
+                f"`{t.name}_out = ...`")  # and bind it anyway: later uses mean the tensor
         if len(stmt.targets) == 1:
             scope.env[stmt.targets[0].name] = value
             return

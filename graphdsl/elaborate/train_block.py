@@ -61,6 +61,15 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
               "over the processes (FSDP2)"),
     "devices": ("int", 1, "Keras: replicas of tf.distribute.MirroredStrategy"),
 }
+# Keras' fit() and PyTorch Lightning's names of train settings -> graphdsl's (or a hint).
+SETTING_HABITS = {
+    "batch_size": "batch", "learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs",
+    "max_epochs": "epochs", "validation_split": "validation", "clipnorm": "clip_norm",
+    "gradient_clip_val": "clip_norm", "max_steps": "steps", "steps_per_epoch": "steps",
+    "metrics": "metrics are statements of the model: `metric accuracy(logits, y)`",
+    "loss": "losses are statements of the model: `loss mse(p, y)`",
+    "optimizer": "an optimizer covers a pattern of parameters: `optimizer * = adam(lr = 1e-3)`",
+}
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
            "tokenizer": ("word", "char"), "mode": ("auto", "min", "max"),
            "windows": ("random", "sequential")}
@@ -68,7 +77,7 @@ CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cud
 
 def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSink,
                       base_dir: str, elaborator: Elaborator) -> TrainConfig:
-    from graphdsl.elaborate.values import Const, Scope
+    from graphdsl.elaborate.values import Const, Poison, Scope, describe
 
     config = TrainConfig(span=train.span)
     scope = Scope(elaborator.namespace, "", graph.formals, None, graph.name)
@@ -82,8 +91,10 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                            stmt.name.span)
                 continue
             if name not in SETTINGS:
+                habit = SETTING_HABITS.get(name)
                 sink.error("train-setting", f"unknown train setting `{name}`", stmt.name.span,
-                           help=suggestion_help(name, SETTINGS) or
+                           help=(f"graphdsl calls it `{habit}`" if habit in SETTINGS else habit)
+                           or suggestion_help(name, SETTINGS) or
                            "settings: " + ", ".join(SETTINGS))
                 continue
             kind = SETTINGS[name][0]
@@ -93,14 +104,17 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                     config.settings[name] = value
                 continue
             value = elaborator.expressions.eval(stmt.value, scope)
+            if isinstance(value, Poison):
+                continue  # its error is reported
             v = value.value if isinstance(value, Const) else None
             ok = {"str": isinstance(v, str),
                   "int": isinstance(v, int) and not isinstance(v, bool),
                   "bool": isinstance(v, bool),
                   "float": isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
             if not ok:
+                got = source_text(v) if isinstance(value, Const) else describe(value)
                 sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
-                           f"{kind}", stmt.value.span)
+                           f"{kind}, got {got}", stmt.value.span)
                 continue
             problem = _value_problem(name, v)
             if problem:

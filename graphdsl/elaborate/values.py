@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphdsl.diagnostics import (
     Span,
     source_text,
+    suggestion_help,
 )
 from graphdsl.ir.types import (
     Dim,
@@ -32,6 +33,35 @@ from graphdsl.syntax import tree as ast
 # Keras spellings of spec arguments -> graphdsl's.
 KERAS_ALIASES = {"learning_rate": "lr", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon",
                  "std": "stddev", "mean_": "mean", "decay": "weight_decay"}
+
+# PyTorch's (and older Keras') keyword names -> graphdsl's, for `unknown-argument` hints.
+FRAMEWORK_ARGUMENTS = {
+    "dim": "axis", "keepdim": "keepdims", "p": "rate", "out_features": "units",
+    "out_channels": "filters", "num_embeddings": "input_dim", "embedding_dim": "output_dim",
+    "stride": "strides", "eps": "epsilon", "dilation": "dilation_rate", "hidden_size": "units",
+    "num_units": "units", "output_dim": "units", "nb_filter": "filters", "kernel": "kernel_size",
+    "bias": "use_bias", "keep_prob": "rate", "drop_prob": "rate", "dropout_rate": "rate",
+}
+# Arguments a framework needs and graphdsl reads from the input tensor.
+INFERRED_ARGUMENTS = frozenset({"in_features", "in_channels", "input_size", "input_shape",
+                                "input_dim_", "num_features", "normalized_shape"})
+
+
+def argument_alias(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate that a framework's spelling `name` means, if any."""
+    target = FRAMEWORK_ARGUMENTS.get(name) or KERAS_ALIASES.get(name)
+    return target if target is not None and target in set(candidates) else None
+
+
+def argument_help(name: str, candidates: Iterable[str]) -> str | None:
+    pool = list(candidates)
+    alias = argument_alias(name, pool)
+    if alias is not None:
+        return f"graphdsl calls it `{alias}`"
+    if name in INFERRED_ARGUMENTS:
+        return "graphdsl reads the input's size from the tensor it is called on: leave it out"
+    return suggestion_help(name, pool)
+
 
 MAX_EXPRESSION_DEPTH = 400
 # Activations whose outputs are probabilities, not logits.
@@ -172,6 +202,9 @@ class Scope:
         self.definition_kind = "model"
         self.definition_name = model_name
         self.caller: Scope | None = None  # the scope of the call that expands this body
+        # `layer` names rebound to a tensor (an error): a later call of the name is the same
+        # mistake again (`enc = enc(x)` in a loop), not a second one
+        self.rebound_layers: set[str] = set()
 
     def auto_path(self, base: str, span: Span | None = None) -> str:
         counter = self.counters.setdefault(base, itertools.count())
@@ -388,4 +421,8 @@ def value_nodes(value: Any) -> list[str]:
         return [n for item in value.items for n in value_nodes(item)]
     if isinstance(value, LayerValue) and value.params:
         return [t.node for t in value.params.values()]
+    if isinstance(value, Instance):  # a block or model used as a layer: all its layers
+        return [n for inner in value.cache.values() for n in value_nodes(inner)]
+    if isinstance(value, RepeatValue):
+        return [n for member in value.members for n in value_nodes(member)]
     return []

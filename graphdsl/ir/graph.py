@@ -92,6 +92,10 @@ class ModelGraph:
     # The formals given from outside (`--set`, ``args=``): rebuilding the model needs them.
     arguments: dict[str, Any] = field(default_factory=dict)
     loss_statements: int = 0  # including ones whose term failed to check
+    # A target passed straight to a block or model call in the model's own body -> where:
+    # a leak through the call is the caller's mistake, not a line of the block.
+    target_calls: dict[str, Span] = field(default_factory=dict)
+    definition: Span | None = None  # the whole `model ... { }`
 
     # -- queries
     def node(self, node_id: str) -> dict[str, Any]:

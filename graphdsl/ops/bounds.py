@@ -58,7 +58,23 @@ BOUNDS: dict[str, Interval] = {
     # scales
     "stddev": NON_NEGATIVE, "epsilon": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
     "l1": NON_NEGATIVE, "l2": NON_NEGATIVE, "max_value": POSITIVE, "gain": NON_NEGATIVE,
+    "class_weight": NON_NEGATIVE, "delta": POSITIVE, "output_padding": NON_NEGATIVE,
+    "output_shape": POSITIVE_INT,
+    # learning-rate schedules
+    "warmup": NON_NEGATIVE, "step_size": POSITIVE_INT, "gamma": POSITIVE, "min_lr": NON_NEGATIVE,
 }
+
+# Arguments that give the two ends of a range: the low end must not exceed the high end.
+RANGES = (("minval", "maxval"), ("min", "max"), ("min_value", "max_value"))
+
+
+def misordered(values: dict[str, object]) -> tuple[str, str] | None:
+    """The (low, high) argument names whose values are given in the wrong order, if any."""
+    for low, high in RANGES:
+        a, b = values.get(low), values.get(high)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > b:
+            return low, high
+    return None
 
 
 def bounds_for(name: str, own: Interval | None = None) -> Interval | None:

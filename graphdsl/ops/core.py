@@ -146,7 +146,15 @@ register(OpDef(
 
 def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:
     """Target entries: ints, at most one -1 (inferred); 0 copies the input's dimension."""
-    out = [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
+    for i, d in enumerate(target):
+        if isinstance(d, int) and d < -1:
+            raise ShapeError(f"a size in {target} is positive, -1 (inferred) or 0 (copied), "
+                             f"got {d}", argument, code="argument-value")
+        if d == 0 and i >= len(in_shape):
+            raise ShapeError(f"0 at position {i} of {target} copies the input's dimension {i}, "
+                             f"but the input has {len(in_shape)}", argument,
+                             code="argument-value")
+    out = [in_shape[i] if d == 0 else d for i, d in enumerate(target)]
     if sum(1 for d in out if d == -1) > 1:
         raise ShapeError("at most one dimension may be -1", argument, code="argument-value")
     total = product(in_shape)
@@ -157,6 +165,9 @@ def reshape_rule(in_shape: tuple, target: list, argument: str) -> tuple:
                 raise ShapeError(f"cannot reshape {list(in_shape)} ({total} elements) into "
                                  f"{target}", argument)
             out[out.index(-1)] = total // known_part
+        elif known_part == 0:
+            raise ShapeError(f"cannot infer the -1 of {target}: the other sizes multiply to 0",
+                             argument, code="argument-value")
         elif known_part == total:
             out[out.index(-1)] = 1
         else:

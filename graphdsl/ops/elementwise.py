@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir.types import FLOAT_DTYPES, ShapeError, TensorType, broadcast
+from ..ir.types import FLOAT_DTYPES, ShapeError, TensorType, broadcast, normalize_axis
 from .registry import Arg, In, OpCall, OpDef, register
 from .rules import same_as
 from .specs import ACTIVATIONS
@@ -35,6 +35,10 @@ def _broadcast_rule(dtype_rule: str):
     return rule
 
 
+# Piecewise constant: their gradient is zero wherever it exists, so nothing before them
+# learns from a loss that reads them (the gradient-reachability check).
+_STEP_FUNCTIONS = frozenset({"sign", "floor_divide"})
+
 _BINARY = (
     ("add", "number", "same", "x + y"),
     ("subtract", "number", "same", "x - y"),
@@ -58,7 +62,7 @@ _BINARY = (
 for _name, _dtypes, _rule, _canon in _BINARY:
     register(OpDef(_name, "elementwise", "function", f"Elementwise {_canon}.",
                    inputs=(In("x", _dtypes), In("y", _dtypes)), infer=_broadcast_rule(_rule),
-                   canonical=_canon))
+                   canonical=_canon, differentiable=_name not in _STEP_FUNCTIONS))
 
 # Operators in the language and the ops they mean.
 OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "//": "floor_divide",
@@ -103,7 +107,8 @@ _UNARY = (
 )
 for _name, _dtypes, _canon in _UNARY:
     register(OpDef(_name, "elementwise", "function", f"Elementwise {_canon}.",
-                   inputs=(In("x", _dtypes),), infer=lambda c: same_as(c, "x"), canonical=_canon))
+                   inputs=(In("x", _dtypes),), infer=lambda c: same_as(c, "x"), canonical=_canon,
+                   differentiable=_name not in _STEP_FUNCTIONS))
 
 register(OpDef("stop_gradient", "elementwise", "function",
                "The value of x, through which no gradient flows (PyTorch's detach).",
@@ -124,8 +129,6 @@ for _name, _spec in ACTIVATIONS.items():
 
 def _softmax(call: OpCall) -> TensorType:
     shape = call.shape("x", min_rank=1)
-    from ..ir.types import normalize_axis
-
     normalize_axis(call.args["axis"], len(shape))
     if call.has("where"):
         try:
@@ -193,9 +196,15 @@ register(OpDef("one_hot", "elementwise", "function", "One-hot float vectors of i
                canonical="float32: 1.0 at the id, 0.0 elsewhere, on a new last axis; ids "
                          "outside [0, num_classes) give all zeros"))
 
+def _same_along_axis(call: OpCall) -> TensorType:
+    shape = call.shape("x")
+    normalize_axis(call.args["axis"], len(shape))  # reports an axis out of range
+    return same_as(call, "x")
+
+
 register(OpDef("l2_normalize", "elementwise", "function", "Scales to unit L2 norm along axis.",
                inputs=(In("x"),), args=(Arg("axis", "int", -1), Arg("epsilon", "float", 1e-12)),
-               infer=lambda c: same_as(c, "x"),
+               infer=_same_along_axis,
                canonical="x / sqrt(max(sum(x^2, axis), epsilon))"))
 
 

@@ -106,6 +106,11 @@ def _arange(call: OpCall) -> TensorType:
         start, stop = 0, start
     if step == 0:
         raise ShapeError("`step` must not be 0", "step", code="argument-value")
+    for name, value in (("start", start), ("stop", stop), ("step", step)):
+        if not math.isfinite(value):
+            raise ShapeError(f"`arange` needs finite numbers, got {name} = {value}",
+                             name if a.get(name) is not None else "start",
+                             code="argument-value")
     dtype = arange_dtype(a["start"], a["stop"], step, a["dtype"])
     if dtype not in DTYPES or dtype == "bool":
         raise ShapeError(f"`arange` makes numbers, not {source_text(dtype)}", "dtype",

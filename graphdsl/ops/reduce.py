@@ -11,7 +11,11 @@ def reduced_axes(call: OpCall, rank: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(rank))
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
-    return tuple(sorted({normalize_axis(a, rank) for a in axes}))
+    normalized = [normalize_axis(a, rank) for a in axes]
+    if len(set(normalized)) != len(normalized):
+        raise ShapeError(f"`axis` {list(axes)} names one axis twice", "axis",
+                         code="argument-value")
+    return tuple(sorted(normalized))
 
 
 def _reduce(dtype: str | None):

@@ -218,6 +218,9 @@ def _getitem(call: OpCall) -> TensorType:
             out.append(1)
             continue
         size = _index_dim(shape[axis], item, position, axis)
+        if size == 0 or (isinstance(size, int) and size < 0):
+            raise ShapeError(f"the slice of axis {axis} (size {shape[axis]}) selects nothing",
+                             position, code="argument-value")
         if size is not None:
             out.append(size)
         axis += 1

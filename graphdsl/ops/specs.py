@@ -149,3 +149,31 @@ def default_spec(kind: str, name: str) -> Spec:
     """A spec with every argument at its default (for defaults the registry names)."""
     table = SPEC_TABLES[kind]
     return Spec(kind, name, tuple(table[name].args.items()))
+
+
+# Keras' and PyTorch's names of initializers and optimizers -> graphdsl's.
+SPEC_ALIASES = {
+    "random_normal": "normal", "RandomNormal": "normal", "normal_": "normal",
+    "random_uniform": "uniform", "RandomUniform": "uniform", "uniform_": "uniform",
+    "TruncatedNormal": "truncated_normal", "trunc_normal_": "truncated_normal",
+    "xavier_uniform": "glorot_uniform", "xavier_uniform_": "glorot_uniform",
+    "GlorotUniform": "glorot_uniform", "xavier_normal": "glorot_normal",
+    "xavier_normal_": "glorot_normal", "GlorotNormal": "glorot_normal",
+    "kaiming_normal": "he_normal", "kaiming_normal_": "he_normal", "HeNormal": "he_normal",
+    "kaiming_uniform": "he_uniform", "kaiming_uniform_": "he_uniform", "HeUniform": "he_uniform",
+    "Zeros": "zeros", "zeros_": "zeros", "Ones": "ones", "ones_": "ones",
+    "Constant": "constant", "constant_": "constant", "Orthogonal": "orthogonal",
+    "orthogonal_": "orthogonal", "Adam": "adam", "AdamW": "adamw", "SGD": "sgd",
+    "RMSprop": "rmsprop", "Adagrad": "adagrad", "CosineAnnealingLR": "cosine",
+    "CosineDecay": "cosine", "StepLR": "step", "ExponentialDecay": "step",
+}
+
+
+def spec_alias_help(name: str, table: dict[str, SpecDef]) -> str | None:
+    if name in ("None", "none", "null"):  # Keras' `activation=None`
+        return "graphdsl has no `None`: leave the argument out to get its default" + (
+            " (`linear`)" if "linear" in table else "")
+    target = SPEC_ALIASES.get(name)
+    if target is not None and target in table:
+        return f"graphdsl spells it `{target}`"
+    return None

@@ -292,6 +292,24 @@ def _report_unexpected_token(exc: lark.exceptions.UnexpectedToken, parser: lark.
                    help="add the closing bracket")
         return _blank_lines(text, opened.line, line - 1) if line > opened.line else \
             _blank_lines(text, opened.line)
+    content = text.split("\n")[line - 1]
+    if _TOP_LEVEL_LINE.match(content) and not content[:1].isspace() and \
+            "{" not in content[: (token.column or 1) - 1]:
+        # A mistake in a definition's header (`model M:` and an indented body, as Python
+        # writes it; `(units = 8)`): its body cannot be read alone, so it is skipped whole.
+        if str(token) == ":" and "LBRACE" in expected:
+            hint: str | None = "a definition's body is in braces: `model M { ... }`"
+        elif str(token) == "=" and "COLON" in expected:
+            hint = "a parameter has a type: `units: int = 8`"
+        else:
+            hint = _token_help(token, expected, text)
+        sink.error("syntax", f"unexpected {_describe_token(token)}; expected "
+                   + _describe_expected(parser, expected), span, help=hint)
+        lines = text.split("\n")
+        following = next((n for n in range(line + 1, len(lines) + 1)
+                          if _TOP_LEVEL_LINE.match(lines[n - 1]) and
+                          not lines[n - 1][:1].isspace()), len(lines) + 1)
+        return _blank_lines(text, line, following - 1)
     if token.type in _TOP_LEVEL and "RBRACE" in expected:
         retry = _definition_inside_body(token, text, file, sink)
         if retry is not None:
@@ -354,6 +372,13 @@ def _definition_inside_body(token: Token, text: str, file: str,
     opened = _open_brace(text, line, token.column or 1, file)
     if opened is None or not _starts_line(text, token):
         return None
+    method = re.match(r"\s*\.\s*(\w+)", content[(token.column or 1) - 1 + len(token):])
+    if method is not None:  # `model.add(Dense(8))`, `model.compile(...)`: Keras' API
+        sink.error("syntax", f"unexpected `{token}.{method.group(1)}`: a {opened[0].split()[0]}"
+                   " body holds statements, not method calls", span,
+                   help="write each layer as a call on the tensor, `h = Dense(8)(h)`; "
+                        "training settings go in a `train` block")
+        return _blank_lines(text, line)
     header, brace = opened
     sink.error("syntax", f"`{header}` is never closed: `{token}` starts a new definition",
                span, notes=[Note("the `{` is here", brace)],
@@ -391,6 +416,8 @@ def _top_level_help(token: Token) -> str | None:
         return "a model is defined with `model Name { ... }`, a block with `block Name { ... }`"
     if str(token) == "}":
         return "this `}` closes nothing"
+    if str(token) in ("//", "/"):
+        return "comments start with `#`"
     return None
 
 
@@ -427,6 +454,9 @@ _STATEMENT_HABITS = {
 
 
 def _token_help(token: Token, expected: set[str], text: str) -> str | None:
+    if token.type in ("OPTIMIZER", "FREEZE", "RESTORE") and "RBRACE" in expected and \
+            "FREEZE" not in expected:
+        return f"`{token}` belongs in a `train` block: `train M {{ optimizer * = adam() }}`"
     if token.type == "REPEAT":
         return "`repeat ...` is not an operand by itself: put it in parentheses, e.g. " \
             "`x + (repeat 2 Block()(x))`"
@@ -437,12 +467,46 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
     if str(token) in _KEYWORDS and "NAME" in expected:
         return f"`{token}` is a keyword and cannot be used as a name"
     before = text.split("\n")[(token.line or 1) - 1][: (token.column or 1) - 1].split()
+    if str(token) in ("//", "/") and not before:
+        return "comments start with `#`"
+    line_text = text.split("\n")[(token.line or 1) - 1]
+    column = (token.column or 1) - 1
+    if line_text[column:column + 2] in ("+=", "-=", "*=", "/="):
+        op = line_text[column]
+        return f"graphdsl has no `{op}=`: write `{before[0] if before else 'h'} = " \
+            f"{before[0] if before else 'h'} {op} ...`"
+    if "elif" in before[-1:]:
+        return "graphdsl writes `else if`"
+    if str(token) == ":" and before[:1] in (["for"], ["if"], ["else"], ["}"]):
+        return "a loop's or a condition's body is in braces: `for i in range(3) { ... }`"
+    if token.type == "ELSE" and "LBRACE" in expected:
+        return "graphdsl has no `a if c else b` expression: `where(c, a, b)` picks between " \
+            "tensors; `if c { ... } else { ... }` statements decide at compile time"
+    if token.type == "FOR" and "RSQB" in expected:
+        return "graphdsl has no list comprehensions: use a `for` statement or `repeat`"
+    if before[:1] in (["import"], ["from"]) and token.type == "NAME":
+        return "`import` reads another graphdsl file, named by a string: `import " \
+            "\"layers.gdl\"`; the frameworks need no import"
+    if str(token) == ":" and "EQUAL" in expected and len(before) == 1:
+        return f"a setting is written `{before[0]} = value`"
+    if str(token) == "=" and before == ["loss"]:
+        return "`loss` is a keyword and cannot be used as a name: a loss statement is " \
+            "`loss mse(p, y)`, or with a name, `loss total = ...`"
+    if str(token) == "(" and len(before) == 1 and before[0].isidentifier() and \
+            before[0] not in _KEYWORDS:
+        return "a call on its own does nothing: bind its result, `y = f(x)`; graphdsl " \
+            "has no `print`" if before[0] == "print" else \
+            "a call on its own does nothing: bind its result, `y = f(x)`"
+    if "lambda" in before:
+        return "graphdsl has no `lambda`: a reusable piece of graph is a `block`"
     if len(before) == 1 and before[0] in _STATEMENT_HABITS:
         return _STATEMENT_HABITS[before[0]]
     if str(token) == "=" and before and before[-1] in _KEYWORDS:
         return f"`{before[-1]}` is a keyword and cannot be used as a name"
     if str(token) == "=" and "COMPARE" not in expected:
         return "a statement is `name = expression`; compare with `==`"
+    if str(token) == "," and expected == {"RPAR"}:
+        return "graphdsl has no tuples: write a list in square brackets, e.g. `[3, 3]`"
     if "RPAR" in expected or "RSQB" in expected:
         return "a `,` or a closing bracket may be missing"
     return None
