@@ -14,7 +14,7 @@ from typing import Any
 
 import lark
 from lark import Token, v_args
-from lark.visitors import Transformer_NonRecursive
+from lark.visitors import Transformer_NonRecursive, _VArgsWrapper
 
 from graphdsl.diagnostics import DiagnosticSink, Span
 from graphdsl.syntax import tables
@@ -48,9 +48,19 @@ def _unquote(text: str) -> str:
 class _TreeBuilder(Transformer_NonRecursive):
     """Grammar aliases are method names: no dispatch on node names is needed."""
 
+    __visit_tokens__ = False  # no terminal has a rule: tokens pass through as they are
+
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+
+    def _call_userfunc(self, tree: Any, new_children: Any = None) -> Any:
+        # Lark rebuilds the v_args wrapper on every lookup (functools.update_wrapper per
+        # node, a fifth of the parse); the rules are looked up once, in _RULES.
+        rule = _RULES.get(tree.data)
+        if rule is None:
+            return super()._call_userfunc(tree, new_children)
+        return rule(self, tree.meta, new_children if new_children is not None else tree.children)
 
     def _span(self, meta: Any) -> Span:
         if getattr(meta, "empty", True):
@@ -270,6 +280,11 @@ class _TreeBuilder(Transformer_NonRecursive):
 
 
 # --- syntax errors in human words ------------------------------------------------------
+
+
+# rule name -> the method itself (the v_args wrappers' base functions)
+_RULES = {name: attr.base_func for name, attr in vars(_TreeBuilder).items()
+          if isinstance(attr, _VArgsWrapper)}
 
 def parse(text: str, file: str, sink: DiagnosticSink) -> ast.Module | None:
     """Parse one file; syntax errors go to ``sink`` and the result is None."""
