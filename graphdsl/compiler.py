@@ -12,6 +12,7 @@ from typing import Any
 from graphdsl.syntax import tree as ast
 
 from .checks import run_checks
+from .checks.resources import machine_memory
 from .diagnostics import (
     Diagnostic,
     DiagnosticSink,
@@ -27,7 +28,6 @@ from .ir.graph import ModelGraph
 from .syntax.parser import parse
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-DEFAULT_MEMORY_LIMIT = 64 * 1024**3
 
 
 @dataclass
@@ -321,7 +321,7 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
         clean = not any(d.is_error for d in session.sink.items)
         run_checks(graph, session.sink,
                    memory_limit=memory_limit if memory_limit is not None else
-                   DEFAULT_MEMORY_LIMIT, elaborated_cleanly=clean)
+                   machine_memory(), elaborated_cleanly=clean)
         models[name] = graph
     return models
 

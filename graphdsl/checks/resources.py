@@ -3,8 +3,12 @@ framework allocates them."""
 
 from __future__ import annotations
 
+import os
+
 from ..diagnostics import DiagnosticSink
 from ..ir.graph import ModelGraph
+
+FALLBACK_MEMORY = 64 * 1024**3  # where the operating system does not say
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
@@ -28,7 +32,31 @@ def limit_text(limit: int) -> tuple[str, bool]:
     for exponent in range(len(DECIMAL_UNITS) - 1, 0, -1):
         if limit % 1000**exponent == 0:
             return f"{limit // 1000**exponent} {DECIMAL_UNITS[exponent]}", True
-    return f"{limit:,} bytes", True
+    return human_bytes(limit), False  # the machine's memory: not a round number
+
+
+def machine_memory() -> int:
+    """The machine's physical memory: the default limit for a model's parameters."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+
+
+def available_memory() -> int:
+    """Memory a new allocation can get now (MemAvailable on Linux), for sizing what is read
+    from a file before reading it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return machine_memory()
 
 
 def parse_bytes(text: str) -> int:

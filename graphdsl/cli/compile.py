@@ -20,7 +20,8 @@ def add_compile_command(sub: Any) -> None:
     c.add_argument("--dot", metavar="OUT.dot", help="write a Graphviz picture of the model")
     c.add_argument("--svg", metavar="OUT.svg", help="render the picture to SVG (needs `dot`)")
     c.add_argument("--memory-limit", metavar="SIZE", default=None,
-                   help="reject models whose parameters need more (e.g. 8GB); default 64GiB")
+                   help="reject models whose parameters need more (e.g. 8GB); default: the "
+                        "machine's memory")
     c.add_argument("--check-parity", action="store_true",
                    help="build each model in PyTorch and Keras from the same random weights "
                         "and print the largest output difference (needs both frameworks)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "precision": ("str", "fp32", "fp32, bf16 or fp16"),
     "device": ("str", "auto", "auto, cpu or cuda"),
 }
+MAX_SEED = 2**32 - 1  # what numpy, torch and TensorFlow all take
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
            "tokenizer": ("word", "char")}
 
@@ -72,12 +74,17 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                 sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
                            f"{kind}", stmt.value.span)
                 continue
-            problem = _value_problem(name, v)
+            problem = setting_problem(name, v)
             if problem:
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
             if name == "data":
-                v = os.path.normpath(os.path.join(base_dir, str(v)))
+                written, v = v, os.path.normpath(os.path.join(base_dir, str(v)))
+                if not os.path.isfile(v) and not elaborator.missing_files_ok:
+                    # A warning: `graphdsl train --data FILE` may supply the data instead.
+                    sink.warning("train-setting", f"`data`: no file {source_text(written)}",
+                                 stmt.value.span,
+                                 help=f"paths are relative to the program: looked at {v}")
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
             spec = elaborator.eval_spec(stmt.value, "optimizer", scope)
@@ -135,12 +142,14 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
                        ("its loss terms: " + ", ".join(existing) if existing else None))
 
 
-def _value_problem(name: str, v: Any) -> str | None:
+def setting_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
                 "vocab_size") and v < 1:
         return f"must be at least 1, got {v}"
-    if name in ("lr", "clip_norm") and v <= 0:
-        return f"must be positive, got {v}"
+    if name in ("lr", "clip_norm") and not (v > 0 and math.isfinite(v)):
+        return f"must be a positive number, got {v}"
+    if name == "seed" and not 0 <= v <= MAX_SEED:
+        return f"must be in 0 .. {MAX_SEED:,}, got {v}"
     if name == "validation" and not 0 <= v < 1:
         return f"must be in [0, 1), got {v}"
     if name in CHOICES and v not in CHOICES[name]:

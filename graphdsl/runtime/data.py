@@ -9,6 +9,12 @@ Two sources:
 
 Batch order is a permutation drawn from (seed, epoch), so a resumed run sees the same
 batches as an uninterrupted one.
+
+Nothing is read blindly: an archive member's declared size and an array's declared shape
+are checked against the bytes present and the memory available before anything is
+decompressed, a compressed corpus is decompressed up to a cap, and integer ids are
+checked against the Embedding or class count that will read them, so both backends stop
+with the same diagnostic instead of an IndexError or a TensorFlow stack.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import gzip
 import json
 import os
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from graphdsl.checks.resources import available_memory, human_bytes
 from graphdsl.diagnostics import Diagnostic, Note
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Sym
@@ -92,10 +101,11 @@ def load_npz(path: str, model: ModelGraph) -> Dataset:
                      help="save the arrays with numpy.savez(path, x=..., y=...), one array per "
                      "input and target" + (" (this is a single .npy array)" if single_array
                                            else ""))
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             raw = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
     problems: list[str] = []
     arrays: dict[str, np.ndarray] = {}
@@ -133,6 +143,10 @@ def load_npz(path: str, model: ModelGraph) -> Dataset:
                                     f"{symbol} = {sizes[symbol]}")
                     break
                 sizes[symbol] = got
+        problem = id_problem(model, name, arr) if arr.dtype.kind in "iu" else None
+        if problem:
+            problems.append(problem)
+            continue
         arrays[name] = arr.astype(dtype if dtype != "bfloat16" else "float32", copy=False)
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
@@ -143,17 +157,116 @@ def load_npz(path: str, model: ModelGraph) -> Dataset:
     return Dataset(arrays)
 
 
+def memory_budget() -> int:
+    """How many bytes of data one run may hold: half of the memory available now, leaving
+    the rest to the model, its optimizer and the framework."""
+    return available_memory() // 2
+
+
+def _too_big(path: str, what: str, size: int, budget: int) -> DataError:
+    return _error(f"cannot read {path}: {what} {human_bytes(size)}, more than the "
+                  f"{human_bytes(budget)} this run can hold in memory",
+                  help="use a smaller file, or free memory")
+
+
+def check_npz_sizes(path: str) -> None:
+    """Refuse an archive before decompressing it when a member declares more bytes than its
+    array needs (a zip bomb), an array header declares more than the member holds, or the
+    whole does not fit in memory."""
+    budget = memory_budget()
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                total += info.file_size
+                if total > budget:
+                    raise _too_big(path, "it decompresses to at least", total, budget)
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:
+                        continue
+                    if dtype.hasobject:
+                        raise _error(f"cannot read {path}: `{info.filename[:-4]}` holds "
+                                     "Python objects, which would need unpickling",
+                                     help="save numeric arrays only")
+                    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    present = info.file_size - member.tell()
+                    if declared > present:
+                        raise _error(f"cannot read {path}: `{info.filename[:-4]}` declares "
+                                     f"shape {list(shape)} ({human_bytes(declared)}) but "
+                                     f"holds {human_bytes(max(present, 0))}",
+                                     help="the file is truncated or corrupt: write it again")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+
+
+def id_limit(model: ModelGraph, node: str) -> tuple[int | None, str, bool]:
+    """The number of ids a tensor may hold (None: unbounded), what sets it, and whether
+    ids outside that range are allowed because a `where` mask hides them (-1: no label)."""
+    limit: int | None = None
+    reason = ""
+    masked = True
+    for _, consumer, edge in model.graph.out_edges(node, data=True):
+        data = model.node(consumer)
+        if data["kind"] != "op":
+            continue
+        if data["op"] == "Embedding":
+            n, why, hidden = int(data["args"]["input_dim"]), "the Embedding's input_dim", False
+        elif data["op"] in ("crossentropy", "accuracy") and edge["port"] == "target":
+            ports = {e["port"]: s for s, e in model.in_edges(consumer)}
+            pred = model.node(ports["pred"])
+            shape = pred["types"][0].shape if pred["kind"] == "op" else pred["type"].shape
+            if not isinstance(shape[-1], int):
+                continue
+            n, why, hidden = int(shape[-1]), f"the {shape[-1]} classes of `{data['op']}`", \
+                "where" in ports
+        elif data["op"] == "one_hot":
+            n, why, hidden = int(data["args"]["depth"]), "one_hot's depth", False
+        else:
+            continue
+        masked = masked and hidden
+        if limit is None or n < limit:
+            limit, reason = n, why
+    return limit, reason, masked and limit is not None
+
+
+def id_problem(model: ModelGraph, name: str, values: np.ndarray) -> str | None:
+    """Why integer ids in ``values`` would index outside the table or class axis they feed."""
+    node = next(n for n in model.inputs + model.targets if model.node(n)["name"] == name)
+    limit, reason, masked = id_limit(model, node)
+    if limit is None or masked or values.size == 0:
+        return None
+    low, high = int(values.min()), int(values.max())
+    if low >= 0 and high < limit:
+        return None
+    bad = high if high >= limit else low
+    count = int(np.count_nonzero((values < 0) | (values >= limit)))
+    return (f"`{name}` holds {bad} ({count:,} value{'s' * (count != 1)} outside 0 .. "
+            f"{limit - 1}), but {reason} is {limit}")
+
+
 # ---- text corpora -----------------------------------------------------------------------
 
 
 def read_text(path: str) -> str:
+    """The corpus as text, decompressed up to the memory budget (a gzip bomb stops there).
+
+    Tokenising needs several times the text's size, hence the factor."""
+    budget = memory_budget() // 8
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
-                return fh.read()
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        opener: Any = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            data = fh.read(budget + 1)
+        if len(data) > budget:
+            raise _too_big(path, "its text is over", budget, budget * 8)
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
 
 
@@ -209,8 +322,7 @@ def load_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, toke
     train_tokens = tokenize(lines[:cut], tokenizer)
     valid_tokens = tokenize(lines[cut:], tokenizer)
     if vocab_file and os.path.exists(vocab_file):
-        with open(vocab_file, encoding="utf-8") as fh:
-            vocab = json.load(fh)["tokens"]
+        vocab = load_vocab(vocab_file)
     else:
         vocab = build_vocab(train_tokens, min(vocab_size or capacity, capacity))
     if len(vocab) > capacity:
@@ -233,6 +345,24 @@ def load_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, toke
     return sequences(train_tokens), sequences(valid_tokens), vocab
 
 
+def load_vocab(path: str) -> list[str]:
+    """A vocabulary written by save_vocab: {"tokens": [...]}, the SPECIALS first."""
+    fix = f"delete {path} to rebuild it from the corpus"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(f"cannot read the vocabulary {path}: {exc}", help=fix) from None
+    tokens = document.get("tokens") if isinstance(document, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise _error(f"{path} is not a vocabulary: expected {{\"tokens\": [strings]}}",
+                     help=fix)
+    if tuple(tokens[: len(SPECIALS)]) != SPECIALS or len(set(tokens)) != len(tokens):
+        raise _error(f"{path} is not a vocabulary: it must start with "
+                     f"{', '.join(SPECIALS)} and list each token once", help=fix)
+    return tokens
+
+
 def save_vocab(path: str, vocab: list[str]) -> None:
     from graphdsl.runtime.checkpoint import atomic_write_bytes
 
@@ -241,3 +371,51 @@ def save_vocab(path: str, vocab: list[str]) -> None:
 
 def is_text(path: str) -> bool:
     return path.endswith((".txt", ".txt.gz", ".text"))
+
+
+# ---- what a run trains on ---------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    train: Dataset
+    valid: Dataset
+    vocab: list[str] | None = None
+
+
+def load_data(model: ModelGraph, settings: Any) -> Data:
+    """The run's data: the train block's file (or --data), or made-up batches for
+    --fast-dev-run. ``settings`` is the driver's Settings."""
+    steps = settings.values.get("fast_dev_run")
+    if steps:
+        return fast_dev_data(model, int(settings["batch"]), int(steps), int(settings["seed"]))
+    path = settings["data"]
+    if not path:
+        raise _error(f"no data for model `{model.name}`",
+                     help='set `data = "file.npz"` in its train block, pass --data, or try the '
+                          "program on made-up batches with --fast-dev-run")
+    if not os.path.isfile(path):
+        raise _error(f"no data file {path}",
+                     help="make it (examples/data/SOURCES.md says how for the examples), pass "
+                          "--data FILE, or try the program on made-up batches with "
+                          "--fast-dev-run")
+    if is_text(path):
+        train, valid, vocab = load_text_corpus(
+            path, model, sequence_length=settings["sequence_length"],
+            tokenizer=settings["tokenizer"], vocab_size=settings["vocab_size"],
+            validation=settings["validation"],
+            vocab_file=os.path.join(settings.out, "vocab.json"))
+        return Data(train, valid, vocab)
+    train, valid = load_npz(path, model).split(settings["validation"], settings["seed"])
+    return Data(train, valid)
+
+
+def fast_dev_data(model: ModelGraph, batch: int, steps: int, seed: int) -> Data:
+    """`steps` training batches and one validation batch made from the declared inputs and
+    targets (Lightning's fast_dev_run): any program runs end to end without data."""
+    from graphdsl.runtime.synthetic import synthetic_batch
+
+    def made_up(samples: int, offset: int) -> Dataset:
+        return Dataset(synthetic_batch(model, batch=samples, seed=seed + offset))
+
+    return Data(made_up(batch * steps, 0), made_up(batch, 1))

@@ -30,14 +30,8 @@ from graphdsl.elaborate.train_block import SETTINGS
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ops.specs import Spec, default_spec
 from graphdsl.runtime import checkpoint as ckpt
-from graphdsl.runtime.data import (
-    DataError,
-    Dataset,
-    is_text,
-    load_npz,
-    load_text_corpus,
-    save_vocab,
-)
+from graphdsl.runtime import data as data_sources
+from graphdsl.runtime.data import Data, DataError, Dataset, save_vocab
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -128,31 +122,11 @@ def lr_factor(schedule: Spec | None, step: int, total: int) -> float:
 # ---- data ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Data:
-    train: Dataset
-    valid: Dataset
-    vocab: list[str] | None = None
-
-
 def load_data(model: ModelGraph, settings: Settings) -> Data:
-    path = settings["data"]
-    if not path:
-        raise train_error("bad-data", f"no data for model `{model.name}`",
-                          help='set `data = "file.npz"` in its train block, or pass --data')
     try:
-        if is_text(path):
-            train, valid, vocab = load_text_corpus(
-                path, model, sequence_length=settings["sequence_length"],
-                tokenizer=settings["tokenizer"], vocab_size=settings["vocab_size"],
-                validation=settings["validation"],
-                vocab_file=os.path.join(settings.out, "vocab.json"))
-            return Data(train, valid, vocab)
-        dataset = load_npz(path, model)
+        return data_sources.load_data(model, settings)
     except DataError as exc:
         raise TrainError(exc.diagnostics) from None
-    train, valid = dataset.split(settings["validation"], settings["seed"])
-    return Data(train, valid)
 
 
 # ---- the engine a backend provides ---------------------------------------------------------
@@ -335,10 +309,9 @@ class Driver:
         if not os.path.exists(pointer_path):
             return False
         try:
-            with open(pointer_path, encoding="utf-8") as fh:
-                pointer = json.load(fh)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise train_error("bad-checkpoint", f"{pointer_path}: {exc}") from None
+            pointer = ckpt.read_pointer(pointer_path)
+        except ckpt.CheckpointError as exc:
+            raise TrainError(exc.diagnostics) from None
         if pointer.get("graph_hash") != self.model.graph_hash():
             raise train_error("checkpoint-mismatch", f"{pointer_path} was written by a "
                               f"different version of model `{self.model.name}`",
@@ -465,12 +438,12 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
                           "to train", help="add a `loss` statement, or train the model that "
                           "uses this one")
     settings = resolve_settings(model, overrides, out, compile)
+    data = load_data(model, settings)  # a data error comes before a model is built
     engine = make_engine(program, model, settings)
     driver = Driver(program, model, settings, engine, quiet)
     driver.restore_from_files()
     if resume and not driver.resume():
         driver.say(f"nothing to resume in {settings.out}: starting fresh")
-    data = load_data(model, settings)
     if data.vocab is not None:
         save_vocab(os.path.join(settings.out, "vocab.json"), data.vocab)
     log = RunLog(settings.out, quiet, engine.open_board(settings.out))
@@ -493,7 +466,7 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
 
     overrides = {"data": args.data, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "seed": args.seed, "steps": args.steps, "precision": args.precision,
-                 "device": args.device}
+                 "device": args.device, "fast_dev_run": getattr(args, "fast_dev_run", None)}
     results = []
     try:
         for model in models_to_train(program, args.model):
@@ -535,37 +508,3 @@ def print_results(results: list[dict[str, Any]]) -> None:
         table.add_row(r["model"], f"{r['parameters']:,}", str(r["steps"]),
                       *[f"{r['valid'][k]:.4g}" if k in r["valid"] else "-" for k in keys])
     Console(highlight=False).print(table)
-
-
-def run_eval(program: Program, args: Any, make_engine: EngineFactory) -> int:
-    from graphdsl.diagnostics import report
-
-    model = program.model(args.model)
-    overrides = {"data": args.data, "batch": args.batch, "seed": args.seed,
-                 "device": args.device}
-    try:
-        settings = resolve_settings(model, overrides,
-                                    out=os.path.dirname(os.path.abspath(args.weights)))
-        engine = make_engine(program, model, settings)
-        try:
-            arrays = ckpt.select(model, ckpt.load_checkpoint(args.weights), "*",
-                                 source=os.path.basename(args.weights))
-        except ckpt.CheckpointError as exc:
-            raise TrainError(exc.diagnostics) from None
-        engine.load_arrays(arrays)
-        data = load_data(model, settings)
-        split = data.valid if len(data.valid) else data.train
-        driver = Driver(program, model, settings, engine, quiet=True)
-        values = driver.evaluate(split, int(settings["batch"]))
-        if data.vocab is not None:
-            values["perplexity"] = math.exp(min(values["loss"], 50.0))
-    except TrainError as exc:
-        report(exc.diagnostics, program.sources)
-        return exc.code
-    if args.json:
-        print(json.dumps({"ok": True, "model": model.name, "samples": len(split), **values},
-                         indent=2))
-    else:
-        for key, value in values.items():
-            print(f"{key:>24}  {value:.6g}")
-    return EXIT_OK
