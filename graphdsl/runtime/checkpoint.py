@@ -42,11 +42,22 @@ class CheckpointError(Exception):
         super().__init__("; ".join(d.message for d in diagnostics))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; read once, at import, not per write
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
     try:
+        # mkstemp makes the file private (0600); a checkpoint gets the usual permissions.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
