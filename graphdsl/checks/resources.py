@@ -27,10 +27,10 @@ def limit_text(limit: int) -> tuple[str, bool]:
     """A limit as the user most likely wrote it (`1 MB`, `8 GiB`), and whether its unit is
     decimal, so that sizes compared with it are shown in the same kind of unit."""
     for exponent in range(len(BINARY_UNITS) - 1, 0, -1):
-        if limit % 1024**exponent == 0:
+        if limit % 1024**exponent == 0 and limit // 1024**exponent < 100_000:
             return f"{limit // 1024**exponent} {BINARY_UNITS[exponent]}", False
     for exponent in range(len(DECIMAL_UNITS) - 1, 0, -1):
-        if limit % 1000**exponent == 0:
+        if limit % 1000**exponent == 0 and limit // 1000**exponent < 100_000:
             return f"{limit // 1000**exponent} {DECIMAL_UNITS[exponent]}", True
     return human_bytes(limit), False  # the machine's memory: not a round number
 

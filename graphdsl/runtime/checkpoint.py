@@ -115,8 +115,8 @@ def read_header(path: str) -> dict[str, Any]:
             raise _bad(path, "not a safetensors file (too short)")
         length = int.from_bytes(prefix, "little")
         if length > min(MAX_HEADER, size - 8):
-            raise _bad(path, f"not a safetensors file (its header declares {length:,} bytes; "
-                       f"the file has {size:,})")
+            raise _bad(path, f"not a safetensors file (its first 8 bytes announce a header of "
+                       f"{length:,} bytes; the file has {size:,})")
         try:
             header = json.loads(fh.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -217,17 +217,19 @@ def id_limit(model: ModelGraph, node: str) -> tuple[int | None, str, bool]:
         if data["kind"] != "op":
             continue
         if data["op"] == "Embedding":
-            n, why, hidden = int(data["args"]["input_dim"]), "the Embedding's input_dim", False
+            n = int(data["args"]["input_dim"])
+            why, hidden = f"the Embedding that reads it has input_dim {n}", False
         elif data["op"] in ("crossentropy", "accuracy") and edge["port"] == "target":
             ports = {e["port"]: s for s, e in model.in_edges(consumer)}
             pred = model.node(ports["pred"])
             shape = pred["types"][0].shape if pred["kind"] == "op" else pred["type"].shape
             if not isinstance(shape[-1], int):
                 continue
-            n, why, hidden = int(shape[-1]), f"the {shape[-1]} classes of `{data['op']}`", \
-                "where" in ports
+            n, hidden = int(shape[-1]), "where" in ports
+            why = f"`{data['op']}` has {n} classes"
         elif data["op"] == "one_hot":
-            n, why, hidden = int(data["args"]["depth"]), "one_hot's depth", False
+            n = int(data["args"]["depth"])
+            why, hidden = f"the one_hot that reads it has depth {n}", False
         else:
             continue
         masked = masked and hidden
@@ -248,7 +250,7 @@ def id_problem(model: ModelGraph, name: str, values: np.ndarray) -> str | None:
     bad = high if high >= limit else low
     count = int(np.count_nonzero((values < 0) | (values >= limit)))
     return (f"`{name}` holds {bad} ({count:,} value{'s' * (count != 1)} outside 0 .. "
-            f"{limit - 1}), but {reason} is {limit}")
+            f"{limit - 1}): {reason}")
 
 
 # ---- text corpora -----------------------------------------------------------------------
