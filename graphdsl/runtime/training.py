@@ -469,9 +469,11 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
                  "device": args.device, "fast_dev_run": getattr(args, "fast_dev_run", None)}
     results = []
     try:
-        for model in models_to_train(program, args.model):
-            out = args.out if args.out and args.model else (
-                os.path.join(args.out, model.name) if args.out else None)
+        models = models_to_train(program, args.model)
+        for model in models:
+            # --out is the run folder; with several models, each gets a folder inside it
+            out = os.path.join(args.out, model.name) if args.out and len(models) > 1 \
+                else args.out
             driver, history, _ = train_model(program, model, make_engine, overrides, out,
                                              args.resume, args.compile, quiet=args.json)
             final = history.epochs[-1] if history.epochs else {}
