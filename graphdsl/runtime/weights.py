@@ -63,7 +63,7 @@ def _truncated(rng: np.random.Generator, shape: tuple[int, ...], mean: float,
     return mean + std * out
 
 
-CHUNK = 1 << 20  # values drawn in float64 at a time when the result is float32
+CHUNK = 1 << 16  # values drawn in float64 at a time (512 KiB) when the result is float32
 
 
 def _drawn(dims: tuple[int, ...], dtype: str, draw: Any) -> np.ndarray:
