@@ -18,14 +18,15 @@ if TYPE_CHECKING:
 # name -> (kind, default, check, meaning)
 SETTINGS: dict[str, tuple[str, Any, str]] = {
     "data": ("str", None, "an .npz archive, or a text corpus (.txt / .txt.gz) for a language "
-             "model; relative to the program"),
+             "model; relative to the program (data.md)"),
     "epochs": ("int", 1, "passes over the training data"),
     "batch": ("int", 32, "samples per step"),
     "lr": ("float", None, "learning rate of every optimizer group that sets none"),
     "schedule": ("schedule", None, "learning-rate schedule: constant, step, cosine, linear"),
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
     "checkpoint_every": ("int", None, "write a checkpoint every N steps (and at the end)"),
-    "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
+    "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling "
+             "(0 to 2^32 - 1)"),
     "validation": ("float", 0.1, "share of the data held out for validation"),
     "steps": ("int", None, "stop after this many steps"),
     "sequence_length": ("int", 64, "text corpora: tokens per training sequence"),
