@@ -254,17 +254,32 @@ def id_limit(model: ModelGraph, node: str) -> tuple[int | None, str, bool]:
     return limit, reason, masked and limit is not None
 
 
-def id_problem(model: ModelGraph, name: str, values: np.ndarray) -> str | None:
+def _ids_outside(values: Any, limit: int) -> tuple[int, int, int]:
+    """(lowest, highest, how many outside 0 .. limit - 1), read a chunk of rows at a time so
+    that a memory-mapped array is never held whole."""
+    per_row = int(np.prod(values.shape[1:], dtype=np.int64)) or 1
+    chunk = max(1, (1 << 24) // per_row)
+    low, high, count = 0, 0, 0
+    for start in range(0, len(values), chunk):
+        part = np.asarray(values[start:start + chunk])
+        if part.size == 0:
+            continue
+        low = min(low, int(part.min())) if start else int(part.min())
+        high = max(high, int(part.max())) if start else int(part.max())
+        count += int(np.count_nonzero((part < 0) | (part >= limit)))
+    return low, high, count
+
+
+def id_problem(model: ModelGraph, name: str, values: Any) -> str | None:
     """Why integer ids in ``values`` would index outside the table or class axis they feed."""
     node = next(n for n in model.inputs + model.targets if model.node(n)["name"] == name)
     limit, reason, masked = id_limit(model, node)
-    if limit is None or masked or values.size == 0:
+    if limit is None or masked or len(values) == 0:
         return None
-    low, high = int(values.min()), int(values.max())
-    if low >= 0 and high < limit:
+    low, high, count = _ids_outside(values, limit)
+    if count == 0:
         return None
     bad = high if high >= limit else low
-    count = int(np.count_nonzero((values < 0) | (values >= limit)))
     return (f"`{name}` holds {bad} ({count:,} value{'s' * (count != 1)} outside 0 .. "
             f"{limit - 1}): {reason}")
 

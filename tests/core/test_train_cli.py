@@ -129,7 +129,7 @@ def test_bash_completion_lists_the_commands_and_their_options(
     assert main(["completion", "bash"]) == 0
     script = capsys.readouterr().out
     assert "complete -o filenames -F _graphdsl graphdsl" in script
-    assert "compile train eval completion" in script
+    assert "compile train eval convert predict export completion" in script
     assert "--fast-dev-run" in script and "--weights" in script
     checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert checked.returncode == 0, checked.stderr
