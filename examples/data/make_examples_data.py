@@ -108,6 +108,12 @@ def make_line_sets(lines: list[tuple[list[str], int]]) -> None:
     index = word_ids(lines, 1000)
     write_npz("lines_genre.npz", ids=np.stack([encode(w, index) for w, _ in picked]),
               label=np.array([genre[p] // 2 for _, p in picked], np.int32))
+    # bigru_imdb: the same two-way task as IMDB's positive / negative, comedy (1.0) or
+    # tragedy (0.0) of a line, over the model's 20,000-word Embedding (0 is padding).
+    picked = sample(lines, {p for p, x in enumerate(PLAYS) if x[2] != "history"}, 3000, 5)
+    index = word_ids(lines, 20000)
+    write_npz("lines_comedy.npz", words=np.stack([encode(w, index) for w, _ in picked]),
+              label=np.array([[genre[p] // 2] for _, p in picked], np.float32))
     # s03 (4 plays) and s17 (5 plays): which tragedy a line is from, 200 words.
     index = word_ids(lines, 200)
     for name, plays in (("lines_play4.npz", 4), ("lines_play5.npz", 5)):

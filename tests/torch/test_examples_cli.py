@@ -3,13 +3,14 @@ the command line (in-process), with the example's own data file, exits 0 and tra
 model of the file for two steps. An example without a train block says why in its header,
 and `graphdsl train` on it stops with a diagnostic before a model is built.
 
-To keep this in seconds, text corpora are cut to their first 3,000 lines (read_text is
+To keep this in seconds, text corpora are cut to their first 3,000 lines (streams._lines is
 wrapped; the file is still opened, decompressed and tokenised as shipped): scoring the
 validation tenth of the whole Shakespeare corpus would take most of a minute per model.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -17,21 +18,21 @@ from pathlib import Path
 import pytest
 
 from graphdsl.cli.main import main
-from graphdsl.runtime import data
+from graphdsl.runtime import streams
 
 from .conftest import ALL_EXAMPLES, EXAMPLES
 
 pytestmark = pytest.mark.torch
 
-WITHOUT_TRAIN_BLOCK = {"bert_base": "no-loss", "gpt2_small": "bad-data",
-                       "lstm_lm": "bad-data", "resnet18": "bad-data"}
+WITHOUT_TRAIN_BLOCK = {"bert_base": "no-loss", "gpt2_small": "bad-data", "lstm_lm": "bad-data",
+                       "lstm_seq2seq": "no-loss", "mobilenet_v2": "bad-data",
+                       "resnet18": "bad-data", "resnext50": "bad-data", "unet_pets": "bad-data"}
 
 
 @pytest.fixture
 def short_corpora(monkeypatch: pytest.MonkeyPatch) -> None:
-    read = data.read_text
-    monkeypatch.setattr(data, "read_text",
-                        lambda path: "\n".join(read(path).splitlines()[:3000]))
+    lines = streams._lines
+    monkeypatch.setattr(streams, "_lines", lambda path: itertools.islice(lines(path), 3000))
 
 
 def test_the_list_of_examples_without_a_train_block_is_current() -> None:
