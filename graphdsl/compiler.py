@@ -13,6 +13,7 @@ from graphdsl.syntax import tree as ast
 
 from .arguments import ModelArguments
 from .checks import run_checks
+from .checks.resources import machine_memory
 from .diagnostics import (
     Diagnostic,
     DiagnosticSink,
@@ -31,7 +32,6 @@ from .ir.graph import ModelGraph
 from .syntax.parser import parse
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-DEFAULT_MEMORY_LIMIT = 64 * 1024**3
 
 
 @dataclass
@@ -356,7 +356,7 @@ def _elaborate(session: _Session, loaded: _Loaded, only: str | None,
             graph.train = check_train_block(train, graph, session.sink, base_dir, elaborator)
         run_checks(graph, session.sink,
                    memory_limit=memory_limit if memory_limit is not None else
-                   DEFAULT_MEMORY_LIMIT)
+                   machine_memory())
         models[name] = graph
     return models
 

@@ -46,6 +46,7 @@ from .ops.registry import LAYER_ARGS, Arg, In, OpDef, ParamSpec
 from .ops.specs import SPEC_TABLES, SpecDef
 
 DEFAULT_DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS_MEMORY_LIMIT = 64 * 1024**3
 EXAMPLE_NAME = "example.gdl"  # the file name an inline example compiles under
 OUTPUT_WIDTH = 160  # the width `graphdsl compile` uses when its output is not a terminal
 
@@ -353,7 +354,9 @@ def compile_example(examples: Path, text: str | None, name: str = EXAMPLE_NAME) 
     """Compile an example as the file ``examples/name`` (from disk when text is None)."""
     path = str(examples.resolve() / name)
     try:
-        program = compile_path(path) if text is None else compile_text(text, path)
+        # The default limit is the machine's memory; the pages show a 64 GiB machine.
+        program = compile_path(path, memory_limit=DOCS_MEMORY_LIMIT) if text is None \
+            else compile_text(text, path, memory_limit=DOCS_MEMORY_LIMIT)
     except GraphdslError as err:
         return Compiled(list(err.diagnostics), None, err.sources)
     return Compiled(program.diagnostics, program, program.sources)

@@ -358,4 +358,6 @@ def run_train(program: Program, args: Any) -> int:
 
 
 def run_eval(program: Program, args: Any) -> int:
-    return training.run_eval(program, args, TorchEngine)
+    from graphdsl.runtime.evaluate import run_eval as evaluate
+
+    return evaluate(program, args, TorchEngine)

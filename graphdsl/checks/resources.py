@@ -3,8 +3,12 @@ framework allocates them."""
 
 from __future__ import annotations
 
+import os
+
 from ..diagnostics import DiagnosticSink
 from ..ir.graph import ModelGraph
+
+FALLBACK_MEMORY = 64 * 1024**3  # where the operating system does not say
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
@@ -23,12 +27,36 @@ def limit_text(limit: int) -> tuple[str, bool]:
     """A limit as the user most likely wrote it (`1 MB`, `8 GiB`), and whether its unit is
     decimal, so that sizes compared with it are shown in the same kind of unit."""
     for exponent in range(len(BINARY_UNITS) - 1, 0, -1):
-        if limit % 1024**exponent == 0:
+        if limit % 1024**exponent == 0 and limit // 1024**exponent < 100_000:
             return f"{limit // 1024**exponent} {BINARY_UNITS[exponent]}", False
     for exponent in range(len(DECIMAL_UNITS) - 1, 0, -1):
-        if limit % 1000**exponent == 0:
+        if limit % 1000**exponent == 0 and limit // 1000**exponent < 100_000:
             return f"{limit // 1000**exponent} {DECIMAL_UNITS[exponent]}", True
-    return f"{limit:,} bytes", True
+    return human_bytes(limit), False  # the machine's memory: not a round number
+
+
+def machine_memory() -> int:
+    """The machine's physical memory: the default limit for a model's parameters."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+
+
+def available_memory() -> int:
+    """Memory a new allocation can get now (MemAvailable on Linux), for sizing what is read
+    from a file before reading it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return machine_memory()
 
 
 def parse_bytes(text: str) -> int:

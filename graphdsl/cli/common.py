@@ -21,11 +21,11 @@ class CommandParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, model_help: str | None = None) -> None:
     """`--model M` and `--set NAME=VALUE`: which model of the file, and its parameters.
     Every command that compiles a program adds them here, so they read the same."""
-    parser.add_argument("--model", help="which model of the file (by default `compile` checks "
-                        "them all and the other commands use the last one)")
+    parser.add_argument("--model", help=model_help or "which model of the file (by default "
+                        "`compile` checks them all and the other commands use the last one)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="set_args",
                         help="override a parameter of the model, type-checked like its "
@@ -67,3 +67,34 @@ def load_program(args: Any) -> tuple[Any, int]:
     return program, EXIT_OK
 
 
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it find its devices with the process's stderr set aside.
+
+    TensorFlow's C++ start-up lines (oneDNN notices, a `cuInit` failure on a machine without
+    a GPU) are written by absl before any setting can silence them, straight to file
+    descriptor 2. They are kept from the user unless GRAPHDSL_TF_LOGS=1, and shown if the
+    import fails.
+    """
+    if os.environ.get("GRAPHDSL_TF_LOGS") == "1":
+        return
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -21,7 +21,8 @@ def add_compile_command(sub: Any) -> None:
     c.add_argument("--expand", action="store_true",
                    help="draw every copy of a `repeat` (default: one copy and its count)")
     c.add_argument("--memory-limit", metavar="SIZE", default=None,
-                   help="reject models whose parameters need more (e.g. 8GB); default 64GiB")
+                   help="reject models whose parameters need more (e.g. 8GB); default: the "
+                        "machine's memory")
     c.add_argument("--check-parity", action="store_true",
                    help="build each model in PyTorch and Keras from the same random weights "
                         "and print the largest output difference (needs both frameworks)")

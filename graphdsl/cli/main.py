@@ -7,11 +7,13 @@ Exit codes: 0 clean (warnings allowed), 1 errors in the program, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from graphdsl.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
+from graphdsl.cli.common import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
 from graphdsl.cli.compile import add_compile_command, cmd_compile
+from graphdsl.cli.completion import add_completion_command, completion_script
 from graphdsl.cli.convert import add_convert_command, cmd_convert
 from graphdsl.cli.export import add_export_command, cmd_export
 from graphdsl.cli.predict import add_predict_command, cmd_predict
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_command(sub)
     add_predict_command(sub)
     add_export_command(sub)
+    add_completion_command(sub)
     return parser
 
 
@@ -37,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "completion":
+        sys.stdout.write(completion_script(parser))
+        return EXIT_OK
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -54,13 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("graphdsl: interrupted\n")
         return 130
     except BrokenPipeError:
-        return EXIT_OK
+        # The reader went away (`| head`, a closed terminal): what was left to say is lost,
+        # so the run cannot count as clean. Point both streams at devnull so that Python's
+        # own flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        return EXIT_ERRORS
     except Exception as exc:  # a compiler bug: say so plainly, never show a traceback
         sys.stderr.write(f"graphdsl: internal error: {type(exc).__name__}: {exc}\n"
                          "This is a bug in graphdsl, not in your program; please report it "
                          "with the input that caused it.\n")
         return EXIT_INTERNAL
-
 
 
 if __name__ == "__main__":

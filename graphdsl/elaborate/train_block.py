@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 SETTINGS: dict[str, tuple[str, Any, str]] = {
     "data": ("str", None, "an .npz archive, a folder of .npy files (memory-mapped), a token "
              "file (.bin / .npy of uint16 or uint32 ids) or a text corpus (.txt / .txt.gz) for "
-             "a language model; relative to the program"),
+             "a language model; relative to the program (data.md)"),
     "epochs": ("int", 1, "passes over the training data"),
     "batch": ("int", 32, "samples per forward pass, over all processes together"),
     "accumulate": ("int", 1, "forward passes whose gradients add up to one optimizer step "
@@ -27,7 +28,8 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "schedule": ("schedule", None, "learning-rate schedule: constant, step, cosine, linear"),
     "clip_norm": ("float", None, "clip the global gradient norm to this value"),
     "checkpoint_every": ("int", None, "write a checkpoint every N steps (and at the end)"),
-    "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling"),
+    "seed": ("int", 0, "seed of initialisers, data order, dropout and sampling "
+             "(0 to 2^32 - 1)"),
     "validation": ("float", 0.1, "share of the data held out for validation (unless "
                    "`val_data` is given)"),
     "val_data": ("str", None, "a separate validation set, of the same kind as `data` (all "
@@ -70,6 +72,7 @@ SETTING_HABITS = {
     "loss": "losses are statements of the model: `loss mse(p, y)`",
     "optimizer": "an optimizer covers a pattern of parameters: `optimizer * = adam(lr = 1e-3)`",
 }
+MAX_SEED = 2**32 - 1  # what numpy, torch and TensorFlow all take
 CHOICES = {"precision": ("fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda"),
            "tokenizer": ("word", "char"), "mode": ("auto", "min", "max"),
            "windows": ("random", "sequential")}
@@ -116,13 +119,18 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                 sink.error("train-setting", f"`{name}` takes {'an' if kind == 'int' else 'a'} "
                            f"{kind}, got {got}", stmt.value.span)
                 continue
-            problem = _value_problem(name, v)
+            problem = setting_problem(name, v)
             if problem:
                 sink.error("train-setting", f"`{name}` {problem}", stmt.value.span)
                 continue
             spans[name] = stmt.value.span
             if name in ("data", "val_data"):
-                v = os.path.normpath(os.path.join(base_dir, str(v)))
+                written, v = v, os.path.normpath(os.path.join(base_dir, str(v)))
+                if not os.path.exists(v) and not elaborator.missing_files_ok:
+                    # A warning: `graphdsl train --data FILE` may supply the data instead.
+                    sink.warning("train-setting", f"`{name}`: no file {source_text(written)}",
+                                 stmt.value.span,
+                                 help=f"paths are relative to the program: looked at {v}")
             config.settings[name] = float(v) if kind == "float" else v  # type: ignore[arg-type]
         elif isinstance(stmt, ast.OptimizerStmt):
             spec = elaborator.opcalls.eval_spec(stmt.value, "optimizer", scope)
@@ -192,17 +200,19 @@ def _check_group_losses(spec: Spec, stmt: ast.OptimizerStmt, graph: ModelGraph,
                        ("its loss terms: " + ", ".join(existing) if existing else None))
 
 
-def _value_problem(name: str, v: Any) -> str | None:
+def setting_problem(name: str, v: Any) -> str | None:
     if name in ("epochs", "batch", "checkpoint_every", "steps", "sequence_length",
                 "vocab_size", "patience", "keep_best", "keep_last", "accumulate",
                 "devices") and v < 1:
         return f"must be at least 1, got {v}"
     if name == "workers" and v < 0:
         return f"must be at least 0, got {v}"
-    if name in ("lr", "clip_norm") and v <= 0:
-        return f"must be positive, got {v}"
-    if name == "min_delta" and not v >= 0:
+    if name in ("lr", "clip_norm") and not (v > 0 and math.isfinite(v)):
+        return f"must be a positive number, got {v}"
+    if name == "min_delta" and not (v >= 0 and math.isfinite(v)):
         return f"must be at least 0, got {v}"
+    if name == "seed" and not 0 <= v <= MAX_SEED:
+        return f"must be in 0 .. {MAX_SEED:,}, got {v}"
     if name == "validation" and not 0 <= v < 1:
         return f"must be in [0, 1), got {v}"
     if name in CHOICES and v not in CHOICES[name]:

@@ -42,11 +42,22 @@ class CheckpointError(Exception):
         super().__init__("; ".join(d.message for d in diagnostics))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; read once, at import, not per write
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
     try:
+        # mkstemp makes the file private (0600); a checkpoint gets the usual permissions.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -95,26 +106,71 @@ def _bad(path: str, message: str) -> CheckpointError:
     return CheckpointError([Diagnostic("error", "bad-checkpoint", f"{path}: {message}")])
 
 
+MAX_HEADER = 100 * 1024**2  # safetensors' own limit on the JSON header
+
+
+def read_header(path: str) -> dict[str, Any]:
+    """The safetensors JSON header, checked against the file's size before anything else
+    is read."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise _bad(path, "not a safetensors file (too short)")
+        length = int.from_bytes(prefix, "little")
+        if length > min(MAX_HEADER, size - 8):
+            raise _bad(path, f"not a safetensors file (its first 8 bytes announce a header of "
+                       f"{length:,} bytes; the file has {size:,})")
+        try:
+            header = json.loads(fh.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _bad(path, f"not a safetensors file ({exc})") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "not a safetensors file (its header is not a JSON object)")
+    return header
+
+
+def declared_bytes(header: Mapping[str, Any]) -> int:
+    total = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            begin, end = entry["data_offsets"]
+            total += max(int(end) - int(begin), 0)
+        except (TypeError, KeyError, ValueError):
+            continue  # safetensors itself names what is wrong with the entry
+    return total
+
+
 def load_checkpoint(path: str, expected_format: str = FORMAT) -> Checkpoint:
-    """Read a checkpoint: arrays and metadata, never code."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+    """Read a checkpoint: arrays and metadata, never code. The file is memory-mapped, and
+    its declared size is checked against the memory available before a tensor is read."""
+    from safetensors import SafetensorError, safe_open
+
+    from graphdsl.checks.resources import available_memory, human_bytes
 
     if not os.path.isfile(path):
         raise _bad(path, "no such checkpoint file")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8: 8 + header_len])
-    except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"not a safetensors file ({exc})") from None
+        header = read_header(path)
+    except OSError as exc:
+        raise _bad(path, f"cannot read it ({exc})") from None
     metadata = header.get("__metadata__") or {}
-    if metadata.get("format") != expected_format:
-        raise _bad(path, f"not a graphdsl checkpoint (format {metadata.get('format')!r}, "
+    if not isinstance(metadata, dict) or metadata.get("format") != expected_format:
+        found = metadata.get("format") if isinstance(metadata, dict) else None
+        raise _bad(path, f"not a graphdsl checkpoint (format {found!r}, "
                    f"expected {expected_format!r})")
-    return Checkpoint(dict(tensors), dict(metadata))
+    size, budget = declared_bytes(header), available_memory() // 2
+    if size > budget:
+        raise _bad(path, f"its tensors need {human_bytes(size)}, more than the "
+                   f"{human_bytes(budget)} this run can hold in memory")
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, ValueError, OSError, MemoryError) as exc:
+        raise _bad(path, f"not a safetensors file ({exc})") from None
+    return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()})
 
 
 def select(model: ModelGraph, checkpoint: Checkpoint, pattern: str = "*",
@@ -227,4 +283,23 @@ def load_state(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         state = json.loads(ckpt.metadata.get("state", "{}"))
     except json.JSONDecodeError as exc:
         raise _bad(path, f"corrupt training state ({exc})") from None
+    counters = ("step", "epoch", "batch_in_epoch")
+    if not isinstance(state, dict) or not all(
+            isinstance(state.get(k), int) and state[k] >= 0 for k in counters):
+        raise _bad(path, "corrupt training state (it needs the counters "
+                   f"{', '.join(counters)} as non-negative integers)")
     return ckpt.tensors, state
+
+
+def read_pointer(path: str) -> dict[str, Any]:
+    """`latest.json`: which checkpoint and state file a resumed run continues from."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            pointer = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(path, f"cannot read it ({exc})") from None
+    if not isinstance(pointer, dict) or not all(
+            isinstance(pointer.get(k), str) for k in ("weights", "state", "graph_hash")):
+        raise _bad(path, "not a run pointer (it needs the strings `weights`, `state` and "
+                   "`graph_hash`)")
+    return pointer

@@ -9,6 +9,12 @@ and one integer target [B, T]. Ids 0, 1, 2 of a text vocabulary are <pad>, <unk>
 
 Batch order is a permutation drawn from (seed, epoch), so a resumed run sees the same
 batches as an uninterrupted one.
+
+Nothing is read blindly: an archive member's declared size and an array's declared shape
+are checked against the bytes present and the memory available before anything is
+decompressed, a compressed corpus is decompressed up to a cap, and integer ids are
+checked against the Embedding or class count that will read them, so both backends stop
+with the same diagnostic instead of an IndexError or a TensorFlow stack.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from graphdsl.checks.resources import available_memory, human_bytes
 from graphdsl.diagnostics import Diagnostic, Note
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import FLOAT_DTYPES, INT_DTYPES, Sym
@@ -96,10 +104,11 @@ def load_npz(path: str, model: ModelGraph, targets: bool = True) -> Dataset:
                      help="save the arrays with numpy.savez(path, x=..., y=...), one array per "
                      "input and target" + (" (this is a single .npy array)" if single_array
                                            else ""))
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             raw = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
     arrays = checked_arrays(raw, model, path, "the archive", targets=targets)
     return Dataset({k: v.astype(_storage(model, k), copy=False) for k, v in arrays.items()})
@@ -151,6 +160,10 @@ def checked_arrays(raw: dict[str, np.ndarray], model: ModelGraph, path: str,
                                     f"{symbol} = {sizes[symbol]}")
                     break
                 sizes[symbol] = got
+        problem = id_problem(model, name, arr) if arr.dtype.kind in "iu" else None
+        if problem:
+            problems.append(problem)
+            continue
         arrays[name] = arr
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
@@ -159,6 +172,117 @@ def checked_arrays(raw: dict[str, np.ndarray], model: ModelGraph, path: str,
     if problems:
         raise _error(f"{path} does not fit model `{model.name}`", problems)
     return arrays
+
+
+def memory_budget() -> int:
+    """How many bytes of data one run may hold: half of the memory available now, leaving
+    the rest to the model, its optimizer and the framework."""
+    return available_memory() // 2
+
+
+def _too_big(path: str, what: str, size: int, budget: int) -> DataError:
+    return _error(f"cannot read {path}: {what} {human_bytes(size)}, more than the "
+                  f"{human_bytes(budget)} this run can hold in memory",
+                  help="use a smaller file, or free memory")
+
+
+def check_npz_sizes(path: str) -> None:
+    """Refuse an archive before decompressing it when a member declares more bytes than its
+    array needs (a zip bomb), an array header declares more than the member holds, or the
+    whole does not fit in memory."""
+    budget = memory_budget()
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                total += info.file_size
+                if total > budget:
+                    raise _too_big(path, "it decompresses to at least", total, budget)
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                    else:
+                        continue
+                    if dtype.hasobject:
+                        raise _error(f"cannot read {path}: `{info.filename[:-4]}` holds "
+                                     "Python objects, which would need unpickling",
+                                     help="save numeric arrays only")
+                    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    present = info.file_size - member.tell()
+                    if declared > present:
+                        raise _error(f"cannot read {path}: `{info.filename[:-4]}` declares "
+                                     f"shape {list(shape)} ({human_bytes(declared)}) but "
+                                     f"holds {human_bytes(max(present, 0))}",
+                                     help="the file is truncated or corrupt: write it again")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _error(f"cannot read {path}: {exc}") from None
+
+
+def id_limit(model: ModelGraph, node: str) -> tuple[int | None, str, bool]:
+    """The number of ids a tensor may hold (None: unbounded), what sets it, and whether
+    ids outside that range are allowed because a `where` mask hides them (-1: no label)."""
+    limit: int | None = None
+    reason = ""
+    masked = True
+    for _, consumer, edge in model.graph.out_edges(node, data=True):
+        data = model.node(consumer)
+        if data["kind"] != "op":
+            continue
+        if data["op"] == "Embedding":
+            n = int(data["args"]["input_dim"])
+            why, hidden = f"the Embedding that reads it has input_dim {n}", False
+        elif data["op"] in ("crossentropy", "accuracy") and edge["port"] == "target":
+            ports = {e["port"]: s for s, e in model.in_edges(consumer)}
+            pred = model.node(ports["pred"])
+            shape = pred["types"][0].shape if pred["kind"] == "op" else pred["type"].shape
+            if not isinstance(shape[-1], int):
+                continue
+            n, hidden = int(shape[-1]), "where" in ports
+            why = f"`{data['op']}` has {n} classes"
+        elif data["op"] == "one_hot":
+            n = int(data["args"]["depth"])
+            why, hidden = f"the one_hot that reads it has depth {n}", False
+        else:
+            continue
+        masked = masked and hidden
+        if limit is None or n < limit:
+            limit, reason = n, why
+    return limit, reason, masked and limit is not None
+
+
+def _ids_outside(values: Any, limit: int) -> tuple[int, int, int]:
+    """(lowest, highest, how many outside 0 .. limit - 1), read a chunk of rows at a time so
+    that a memory-mapped array is never held whole."""
+    per_row = int(np.prod(values.shape[1:], dtype=np.int64)) or 1
+    chunk = max(1, (1 << 24) // per_row)
+    low, high, count = 0, 0, 0
+    for start in range(0, len(values), chunk):
+        part = np.asarray(values[start:start + chunk])
+        if part.size == 0:
+            continue
+        low = min(low, int(part.min())) if start else int(part.min())
+        high = max(high, int(part.max())) if start else int(part.max())
+        count += int(np.count_nonzero((part < 0) | (part >= limit)))
+    return low, high, count
+
+
+def id_problem(model: ModelGraph, name: str, values: Any) -> str | None:
+    """Why integer ids in ``values`` would index outside the table or class axis they feed."""
+    node = next(n for n in model.inputs + model.targets if model.node(n)["name"] == name)
+    limit, reason, masked = id_limit(model, node)
+    if limit is None or masked or len(values) == 0:
+        return None
+    low, high, count = _ids_outside(values, limit)
+    if count == 0:
+        return None
+    bad = high if high >= limit else low
+    return (f"`{name}` holds {bad} ({count:,} value{'s' * (count != 1)} outside 0 .. "
+            f"{limit - 1}): {reason}")
 
 
 # ---- text corpora -----------------------------------------------------------------------
@@ -206,6 +330,24 @@ def lm_names(model: ModelGraph) -> tuple[str, str, int]:
     return model.node(ints[0])["name"], model.node(targets[0])["name"], int(vocab)
 
 
+def load_vocab(path: str) -> list[str]:
+    """A vocabulary written by save_vocab: {"tokens": [...]}, the SPECIALS first."""
+    fix = f"delete {path} to rebuild it from the corpus"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(f"cannot read the vocabulary {path}: {exc}", help=fix) from None
+    tokens = document.get("tokens") if isinstance(document, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise _error(f"{path} is not a vocabulary: expected {{\"tokens\": [strings]}}",
+                     help=fix)
+    if tuple(tokens[: len(SPECIALS)]) != SPECIALS or len(set(tokens)) != len(tokens):
+        raise _error(f"{path} is not a vocabulary: it must start with "
+                     f"{', '.join(SPECIALS)} and list each token once", help=fix)
+    return tokens
+
+
 def save_vocab(path: str, vocab: list[str]) -> None:
     from graphdsl.runtime.checkpoint import atomic_write_bytes
 
@@ -214,3 +356,4 @@ def save_vocab(path: str, vocab: list[str]) -> None:
 
 def is_text(path: str) -> bool:
     return path.endswith((".txt", ".txt.gz", ".text"))
+

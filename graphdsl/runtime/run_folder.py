@@ -122,11 +122,10 @@ class RunFolder:
         if not os.path.exists(pointer_path):
             return None
         try:
-            with open(pointer_path, encoding="utf-8") as fh:
-                pointer = json.load(fh)
-            weights_name, state_name = str(pointer["weights"]), str(pointer["state"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise train_error("bad-checkpoint", f"{pointer_path}: {exc}") from None
+            pointer = ckpt.read_pointer(pointer_path)
+        except ckpt.CheckpointError as exc:
+            raise TrainError(exc.diagnostics) from None
+        weights_name, state_name = pointer["weights"], pointer["state"]
         if pointer.get("graph_hash") != self.model.graph_hash():
             raise train_error("checkpoint-mismatch", f"{pointer_path} was written by a "
                               f"different version of model `{self.model.name}`",

@@ -33,10 +33,19 @@ class Data:
 
 
 def load_data(model: ModelGraph, settings: Settings) -> Data:
+    steps = settings.values.get("fast_dev_run")
+    if steps:
+        return fast_dev_data(model, int(settings["batch"]), int(steps), int(settings["seed"]))
     path = settings["data"]
     if not path:
         raise train_error("bad-data", f"no data for model `{model.name}`",
-                          help='set `data = "file.npz"` in its train block, or pass --data')
+                          help='set `data = "file.npz"` in its train block, pass --data, or try '
+                               "the program on made-up batches with --fast-dev-run")
+    if not os.path.exists(path):
+        raise train_error("bad-data", f"no data file {path}",
+                          help="make it (examples/data/SOURCES.md says how for the examples), "
+                               "pass --data FILE, or try the program on made-up batches with "
+                               "--fast-dev-run")
     val_path = settings.values.get("val_data")
     kind = kind_of(path)
     if val_path and kind_of(val_path) != kind:
@@ -82,3 +91,14 @@ def _text_pair(path: str, val_path: str, model: ModelGraph, settings: Settings) 
     _, valid, _ = open_text_corpus(val_path, model, validation=1.0, vocab_file=vocab_file,
                                    **options)
     return Data(train, valid, vocab)
+
+
+def fast_dev_data(model: ModelGraph, batch: int, steps: int, seed: int) -> Data:
+    """`steps` training batches and one validation batch made from the declared inputs and
+    targets (Lightning's fast_dev_run): any program runs end to end without data."""
+    from graphdsl.runtime.synthetic import synthetic_batch
+
+    def made_up(samples: int, offset: int) -> Dataset:
+        return Dataset(synthetic_batch(model, batch=samples, seed=seed + offset))
+
+    return Data(made_up(batch * steps, 0), made_up(batch, 1))

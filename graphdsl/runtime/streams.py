@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import os
 import tempfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +35,7 @@ from graphdsl.runtime.data import (
     build_vocab,
     checked_arrays,
     lm_names,
+    load_vocab,
     tokenize,
 )
 from graphdsl.runtime.distributed import shard_rows
@@ -222,7 +223,7 @@ def _lines(path: str) -> Iterator[str]:
         with opener(path, "rt", encoding="utf-8", newline="") as fh:
             for line in fh:
                 yield from line.splitlines()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise _error(f"cannot read {path}: {exc}") from None
 
 
@@ -236,8 +237,7 @@ def open_text_corpus(path: str, model: ModelGraph, *, sequence_length: int, toke
     lines = sum(1 for _ in _lines(path))
     cut = lines - int(lines * validation)
     if vocab_file and os.path.exists(vocab_file):
-        with open(vocab_file, encoding="utf-8") as fh:
-            vocab = json.load(fh)["tokens"]
+        vocab = load_vocab(vocab_file)
     else:
         counts: Counter[str] = Counter()
         for i, line in enumerate(_lines(path)):

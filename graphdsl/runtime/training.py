@@ -10,14 +10,12 @@ moves weights and training state in and out as numpy arrays.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from graphdsl.compiler import Program
 from graphdsl.ir.graph import ModelGraph
-from graphdsl.runtime import checkpoint as ckpt
 from graphdsl.runtime.callbacks import Callback
 from graphdsl.runtime.callbacks.checkpointing import BestCheckpoints, Checkpointing
 from graphdsl.runtime.callbacks.early_stopping import EarlyStopping
@@ -37,7 +35,7 @@ from graphdsl.runtime.errors import (
     TrainError,
     train_error,
 )
-from graphdsl.runtime.loop import History, Loop, finite_or_error
+from graphdsl.runtime.loop import History, Loop
 from graphdsl.runtime.run_folder import RunFolder, check_folder
 from graphdsl.runtime.schedules import lr_factor
 from graphdsl.runtime.settings import Settings, resolve_settings
@@ -48,7 +46,7 @@ Driver = Loop  # the name the loop had before it was split into rooms
 __all__ = ["EXIT_ERRORS", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Data", "Driver",
            "Engine", "History", "Loop", "NonFiniteLoss", "Settings", "StepResult",
            "TrainError", "default_callbacks", "load_data", "lr_factor", "resolve_settings",
-           "run_eval", "run_train", "train_error", "train_model"]
+           "run_train", "train_error", "train_model"]
 
 EngineFactory = Any  # (program, model, settings) -> Engine
 
@@ -86,6 +84,7 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
         raise TrainError([problem])
     if launched.main:  # rank 0 owns the folder; the others write nothing into it
         check_folder(settings.out, resume, force)  # before a large model is built
+    data = load_data(model, settings)  # a data error comes before a model is built
     engine = make_engine(program, model, settings)
     folder = RunFolder(settings.out, model, program.file)
     if Loop.world_of(engine).main:
@@ -96,7 +95,6 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
         loop.restore_from_files()
         if resume and not loop.resume():
             loop.say(f"nothing to resume in {settings.out}: starting fresh")
-        data = load_data(model, settings)
         if data.vocab is not None and loop.rank == 0:
             save_vocab(folder.path("vocab.json"), data.vocab)
         history = loop.fit(data)
@@ -120,12 +118,15 @@ def run_train(program: Program, args: Any, make_engine: EngineFactory) -> int:
                  "device": args.device, "val_data": getattr(args, "val_data", None),
                  "accumulate": getattr(args, "accumulate", None),
                  "shard": getattr(args, "shard", False) or None,
-                 "devices": getattr(args, "devices", None)}
+                 "devices": getattr(args, "devices", None),
+                 "fast_dev_run": getattr(args, "fast_dev_run", None)}
     results = []
     try:
-        for model in models_to_train(program, args.model):
-            out = args.out if args.out and args.model else (
-                os.path.join(args.out, model.name) if args.out else None)
+        models = models_to_train(program, args.model)
+        for model in models:
+            # --out is the run folder; with several models, each gets a folder inside it
+            out = os.path.join(args.out, model.name) if args.out and len(models) > 1 \
+                else args.out
             loop, history, _ = train_model(program, model, make_engine, overrides, out,
                                            args.resume, args.compile, quiet=args.json,
                                            force=getattr(args, "force", False))
@@ -178,43 +179,3 @@ def print_results(results: list[dict[str, Any]]) -> None:
         table.add_row(r["model"], f"{r['parameters']:,}", str(r["steps"]),
                       *[cell(r, k) for k in keys])
     Console(highlight=False).print(table)
-
-
-def run_eval(program: Program, args: Any, make_engine: EngineFactory) -> int:
-    from graphdsl.diagnostics import report
-
-    model = program.model(args.model)
-    overrides = {"data": args.data, "batch": args.batch, "seed": args.seed,
-                 "device": args.device}
-    try:
-        settings = resolve_settings(model, overrides,
-                                    out=os.path.dirname(os.path.abspath(args.weights)))
-        engine = make_engine(program, model, settings)
-        notes: list[str] = []
-        try:
-            arrays = ckpt.select(model, ckpt.load_checkpoint(args.weights), "*",
-                                 source=os.path.basename(args.weights), conversions=notes)
-        except ckpt.CheckpointError as exc:
-            raise TrainError(exc.diagnostics) from None
-        finite_or_error(arrays, args.weights)
-        for note in notes:
-            console().print(f"note: {note}", soft_wrap=True, markup=False)
-        engine.load_arrays(arrays)
-        data = load_data(model, settings)
-        split = data.valid if len(data.valid) else data.train
-        loop = Loop(program, model, settings, engine, quiet=True)
-        values, _ = loop.evaluate(split, int(settings["batch"]))
-        if data.vocab is not None:
-            values["perplexity"] = math.exp(min(values["loss"], 50.0))
-    except TrainError as exc:
-        report(exc.diagnostics, program.sources)
-        return exc.code
-    if not loop.world.main:
-        return EXIT_OK
-    if args.json:
-        print(json.dumps({"ok": True, "model": model.name, "samples": len(split), **values},
-                         indent=2))
-    else:
-        for key, value in values.items():
-            print(f"{key:>24}  {value:.6g}")
-    return EXIT_OK

@@ -8,9 +8,11 @@ layer does not change the initial values of the others. Fans follow Keras: for a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -61,33 +63,54 @@ def _truncated(rng: np.random.Generator, shape: tuple[int, ...], mean: float,
     return mean + std * out
 
 
-def initial_value(spec: Spec, shape: Shape, rng: np.random.Generator) -> np.ndarray:
-    """One parameter's initial value, float64 (callers cast)."""
+CHUNK = 1 << 16  # values drawn in float64 at a time (512 KiB) when the result is float32
+
+
+def _drawn(dims: tuple[int, ...], dtype: str, draw: Any) -> np.ndarray:
+    """``draw(n)`` (n float64 values) for the whole shape, in ``dtype``. A float32 result is
+    filled a chunk at a time: the numbers are those of one float64 draw, cast, since the
+    generator's stream does not depend on how it is split, without a float64 copy of the
+    whole tensor (twice its size) in memory."""
+    if dtype == "float64":
+        return np.asarray(draw(int(np.prod(dims, dtype=np.int64)))).reshape(dims)
+    out = np.empty(dims, dtype=dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, CHUNK):
+        flat[start: start + CHUNK] = draw(min(CHUNK, flat.size - start))
+    return out
+
+
+def initial_value(spec: Spec, shape: Shape, rng: np.random.Generator,
+                  dtype: str = "float64") -> np.ndarray:
+    """One parameter's initial value: in ``dtype`` where drawing in it gives exactly the
+    float64 value cast (constants, uniform and normal draws), else float64 (callers cast)."""
     dims = tuple(int(d) for d in shape)  # type: ignore[arg-type]
     name = spec.name
     fan_in, fan_out = fans(shape)
     if name == "zeros":
-        return np.zeros(dims)
+        return np.zeros(dims, dtype)
     if name == "ones":
-        return np.ones(dims)
+        return np.ones(dims, dtype)
     if name == "constant":
-        return np.full(dims, float(spec["value"]))
+        return np.full(dims, float(spec["value"]), dtype)
     if name == "normal":
-        return spec["mean"] + spec["stddev"] * rng.standard_normal(dims)
+        mean, std = spec["mean"], spec["stddev"]
+        return _drawn(dims, dtype, lambda n: mean + std * rng.standard_normal(n))
     if name == "uniform":
-        return rng.uniform(spec["minval"], spec["maxval"], dims)
+        low, high = spec["minval"], spec["maxval"]
+        return _drawn(dims, dtype, lambda n: rng.uniform(low, high, n))
     if name == "truncated_normal":
         return _truncated(rng, dims, spec["mean"], spec["stddev"])
     if name == "glorot_uniform":
         limit = np.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, dims)
+        return _drawn(dims, dtype, lambda n: rng.uniform(-limit, limit, n))
     if name == "glorot_normal":
         return _truncated(rng, dims, 0.0, np.sqrt(2.0 / (fan_in + fan_out)) / _TRUNCATED_STD)
     if name == "he_normal":
         return _truncated(rng, dims, 0.0, np.sqrt(2.0 / fan_in) / _TRUNCATED_STD)
     if name == "he_uniform":
         limit = np.sqrt(6.0 / fan_in)
-        return rng.uniform(-limit, limit, dims)
+        return _drawn(dims, dtype, lambda n: rng.uniform(-limit, limit, n))
     if name == "lecun_normal":
         return _truncated(rng, dims, 0.0, np.sqrt(1.0 / fan_in) / _TRUNCATED_STD)
     if name == "orthogonal":
@@ -123,6 +146,18 @@ def _orthogonal(rng: np.random.Generator, dims: tuple[int, ...]) -> np.ndarray:
     if rows < cols:
         q = q.T
     return q.reshape(dims)
+
+
+def one_blas_thread() -> Any:
+    """The orthogonal initialiser's QR of a few hundred rows is slower on many BLAS threads
+    than on one (their start-up and synchronisation cost more than the work): 6.7 s against
+    1.0 s to initialise a model on a many-core machine. threadpoolctl limits the BLAS that
+    numpy loaded, for the time initial values are drawn."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional speed-up: the numbers are the same without it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def reparam_inverse(constraint: Spec, value: np.ndarray) -> np.ndarray:
@@ -174,6 +209,12 @@ def initial_values(model: ModelGraph, seed: int = 0,
     Kernel masks are applied; re-parameterised tensors are stored unconstrained.
     """
     wanted = set(names) if names is not None else None
+    with one_blas_thread():
+        return _initial_values(model, seed, wanted)
+
+
+def _initial_values(model: ModelGraph, seed: int,
+                    wanted: set[str] | None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for node in model.params:
         data = model.node(node)
@@ -181,16 +222,21 @@ def initial_values(model: ModelGraph, seed: int = 0,
         if wanted is not None and name not in wanted:
             continue
         shape = data["type"].shape
-        value = initial_value(data["init"], shape, parameter_rng(seed, name))
-        if data["kernel_mask"] is not None:
-            value = value * np.asarray(data["kernel_mask"], dtype=np.float64)
+        dtype = _numpy_dtype(data["type"].dtype)
         constraint = data["constraint"]
+        # A constraint's arithmetic runs in float64, as it always has: only unconstrained
+        # values are drawn straight into their own type.
+        value = initial_value(data["init"], shape, parameter_rng(seed, name),
+                              dtype if constraint is None and dtype == "float32" else
+                              "float64")
+        if data["kernel_mask"] is not None:
+            value = value * np.asarray(data["kernel_mask"], dtype=value.dtype)
         if constraint is not None:
             if constraint.get("mode") == "reparam":
                 value = reparam_inverse(constraint, value)
             else:
                 value = project(constraint, value)
-        out[name] = value.astype(np.dtype(_numpy_dtype(data["type"].dtype)))
+        out[name] = value.astype(np.dtype(dtype), copy=False)
     return out
 
 

@@ -44,7 +44,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def full_run(folder: Path) -> tuple[Any, Path]:
     """Six steps without interruption, human-readable output."""
     done = run_cli(["train", "tiny_lm.gdl", "--backend", "keras", "--out", "full"], folder)
-    return done, folder / "full" / "TinyLM"
+    return done, folder / "full"
 
 
 def test_train_shows_progress_and_every_term(full_run: tuple[Any, Path]) -> None:
@@ -111,7 +111,7 @@ def test_resume_continues_the_step_counter_and_ends_where_an_uninterrupted_run_e
     assert first.returncode == 0, first.stderr[-3000:]
     report = json.loads(first.stdout)
     assert report["ok"] is True and report["runs"][0]["steps"] == 3
-    run = folder / "split" / "TinyLM"
+    run = folder / "split"
     assert json.loads((run / "latest.json").read_text(encoding="utf-8"))["step"] == 3
     second = run_cli(["train", "tiny_lm.gdl", "--backend", "keras", "--out", "split",
                       "--resume"], folder)
@@ -160,6 +160,6 @@ def test_non_finite_loss_stops_with_a_diagnostic_naming_the_term(tmp_path: Path)
     assert "[non-finite-loss]" in done.stderr
     (line,) = [x for x in done.stderr.splitlines() if "[non-finite-loss]" in x]
     assert "`log_barrier`" in line and "`fit`" not in line and "step 1" in line
-    assert not (tmp_path / "run" / "Blowup" / "final.safetensors").exists()
-    assert not (tmp_path / "run" / "Blowup" / "checkpoints").exists() or \
-        not any((tmp_path / "run" / "Blowup" / "checkpoints").iterdir())
+    assert not (tmp_path / "run" / "final.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists() or \
+        not any((tmp_path / "run" / "checkpoints").iterdir())

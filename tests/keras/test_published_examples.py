@@ -9,8 +9,8 @@ count and parameters + state (BatchNormalization's moving statistics). The torch
 references (ResNeXt, the Transformer LM) are in tests/torch/test_published_examples.py.
 
 Training: each example, shrunk as in tests/torch/conftest.py, is built by the Keras
-backend, compiled with its train block's optimizer (tests/torch/conftest.py's REWRITE
-swaps the published SGD rates for Adam where they need real data) and fitted for four
+backend, compiled with its train block's optimizer, else Adam (tests/torch/conftest.py's
+REWRITE swaps the published SGD rates for Adam where they need real data) and fitted for four
 epochs of one synthetic batch; its loss on that batch, in inference mode, must fall.
 """
 
@@ -160,7 +160,7 @@ def test_published_example_trains_in_keras(stem: str, name: str) -> None:
     arrays = synthetic_arrays(model.ir, batch=8, steps=6)
     x = {n: arrays[n] for n in model.input_names}
     y = {n: arrays[n] for n in model.target_names}
-    # The train block's optimizer. Eagerly: tracing these deep graphs for four steps took
+    # The train block's optimizer (Adam without one). Eagerly: tracing these deep graphs for four steps took
     # 40 s (MobileNetV2), running them 6.
     model.compile(run_eagerly=True)
     before = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)["loss"]

@@ -76,9 +76,13 @@ SHRINK: dict[str, dict[str, Any]] = {
 # gradient clipping for the word-level LM) suit the full models on real data, not ten
 # steps of a shrunk one on random batches: the training tests use Adam there.
 REWRITE: dict[str, list[tuple[str, str]]] = {
-    "resnext50": [("layers: ints = [3, 4, 6, 3]", "layers: ints = [2, 1, 1, 1]"),
-                  ("sgd(lr = 0.1, momentum = 0.9, weight_decay = 1e-4)", "adam(lr = 1e-3)")],
+    "resnext50": [("layers: ints = [3, 4, 6, 3]", "layers: ints = [2, 1, 1, 1]")],
     "transformer_lm": [("sgd(lr = 20.0)", "adam(lr = 1e-3)")],
+    # No train block ships (no data does); the tests train it at the source's rate, as
+    # Adam's default 1e-3 overshoots on one synthetic batch.
+    "unet_pets": [("model UNet(size: int = 160, classes: int = 3) {",
+                   "train UNet {\n    optimizer * = adam(lr = 1e-4)\n}\n\n"
+                   "model UNet(size: int = 160, classes: int = 3) {")],
 }
 
 ALL_EXAMPLES = sorted(p.stem for p in EXAMPLES.glob("*.gdl"))
