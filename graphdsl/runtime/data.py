@@ -245,8 +245,8 @@ def id_limit(model: ModelGraph, node: str) -> tuple[int | None, str, bool]:
             n, hidden = int(shape[-1]), "where" in ports
             why = f"`{data['op']}` has {n} classes"
         elif data["op"] == "one_hot":
-            n = int(data["args"]["depth"])
-            why, hidden = f"the one_hot that reads it has depth {n}", False
+            n = int(data["args"]["num_classes"])
+            why, hidden = f"the one_hot that reads it has {n} classes", False
         else:
             continue
         masked = masked and hidden

@@ -15,28 +15,12 @@ import numpy as np
 
 from graphdsl.ir.graph import ModelGraph
 from graphdsl.ir.types import Sym, TensorType
+from graphdsl.runtime.data import id_limit
 
 
 def _id_range(model: ModelGraph, node: str) -> int:
     """How many distinct ids a tensor may hold without leaving a table or a class axis."""
-    limit = None
-    for _, consumer, edge in model.graph.out_edges(node, data=True):
-        data = model.node(consumer)
-        if data["kind"] != "op":
-            continue
-        if data["op"] == "Embedding":
-            n = int(data["args"]["input_dim"])
-        elif data["op"] in ("crossentropy", "accuracy") and edge["port"] == "target":
-            pred = next(s for s, e in model.in_edges(consumer) if e["port"] == "pred")
-            pred_data = model.node(pred)
-            shape = pred_data["types"][0].shape if pred_data["kind"] == "op" \
-                else pred_data["type"].shape
-            n = int(shape[-1]) if isinstance(shape[-1], int) else 2
-        elif data["op"] == "one_hot":
-            n = int(data["args"]["num_classes"])
-        else:
-            continue
-        limit = n if limit is None else min(limit, n)
+    limit, _, _ = id_limit(model, node)
     return limit or 2
 
 

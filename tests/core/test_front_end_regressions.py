@@ -312,3 +312,21 @@ def test_bidirectional_of_a_non_recurrent_layer_is_one_error() -> None:
             inference output y = Bidirectional(Dense(16))(x)
         }
         """) == ["argument-value"]
+
+
+def test_labels_read_by_one_hot_are_bounded_by_its_classes() -> None:
+    from graphdsl.runtime.data import id_limit
+
+    program = compile_ok("""\
+        model M {
+            input x : float32[N, 8]
+            target y : int32[N]
+            p = softmax(Dense(4)(x))
+            output p
+            loss mse(p, one_hot(y, 4))
+        }
+        """)
+    model = program.models["M"]
+    (target,) = model.targets
+    limit, reason, _ = id_limit(model, target)
+    assert limit == 4 and "one_hot" in reason
