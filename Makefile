@@ -20,7 +20,8 @@ CORE_TESTS := tests/core tests/diagnostics
 
 # The main job: the Press & Wolf pair (tied and untied LSTM language models) trained on
 # the bundled Shakespeare corpus, then compared (parameters, validation perplexity).
-DEMO = $(BIN)/graphdsl train examples/press_wolf.gdl --out runs/press_wolf
+# --force: a second `make demo` replaces the previous run instead of refusing its folder.
+DEMO = $(BIN)/graphdsl train examples/press_wolf.gdl --out runs/press_wolf --force
 
 .PHONY: setup test lint typecheck test-core test-rest demo clean
 
