@@ -21,10 +21,13 @@ def _ancestors_of(graph: ModelGraph, sinks: list[str]) -> set[str]:
 def check_connectivity(graph: ModelGraph, sink: DiagnosticSink) -> None:
     import networkx as nx  # lazily: `import graphdsl` stays light
 
-    # One topological sort answers "is there a cycle" in linear time; find_cycle alone
-    # restarts its search from every root and is quadratic on long chains.
+    # Elaboration adds a node only after the nodes it reads, so every edge runs forward in
+    # creation order and the graph is acyclic; only when one does not is a cycle searched
+    # for (find_cycle alone restarts from every root and is quadratic on long chains).
+    order = {n: i for i, n in enumerate(graph.graph)}
     cycle = None
-    if not nx.is_directed_acyclic_graph(graph.graph):
+    if any(order[u] >= order[v] for u, v in graph.graph.edges()) and \
+            not nx.is_directed_acyclic_graph(graph.graph):
         try:
             cycle = nx.find_cycle(graph.graph)
         except nx.NetworkXNoCycle:
