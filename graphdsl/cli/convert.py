@@ -21,7 +21,7 @@ def add_convert_command(sub: Any) -> None:
                         "(.bin/.pt, read with weights_only=True), or Keras .weights.h5")
     c.add_argument("--map", required=True, metavar="MAP",
                    help="a weight-map file, or a shipped map: hf_gpt2, hf_bert, "
-                        "torchvision_resnet, ...")
+                        "torchvision_resnet, torchvision_resnext, keras_mobilenet_v2")
     c.add_argument("--out", required=True, metavar="CKPT.safetensors")
 
 

@@ -46,7 +46,8 @@ def rng_arrays(**shapes: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def test_shipped_maps_parse_cleanly() -> None:
-    assert {"hf_gpt2", "hf_bert", "torchvision_resnet", "torchvision_resnext"} <= set(shipped_maps())
+    assert {"hf_gpt2", "hf_bert", "torchvision_resnet", "torchvision_resnext",
+            "keras_mobilenet_v2"} <= set(shipped_maps())
     for name in shipped_maps():
         path = Path(graphdsl.__file__).parent / "maps" / f"{name}.map"
         _, sink = parsed(path.read_text())

@@ -10,6 +10,7 @@ padding, and every position is compared, padded ones included.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def convert(tmp_path: Path, example: str, args: dict[str, int], source: Path,
     assert main(["convert", str(EXAMPLES / example), *sets, "--from", str(source),
                  "--map", weight_map, "--out", str(out)]) == 0
     checkpoint = load_checkpoint(str(out))
-    assert {k: int(v) for k, v in eval(checkpoint.metadata["arguments"]).items()} == args
+    assert ast.literal_eval(checkpoint.metadata["arguments"]) == args
     return checkpoint.tensors
 
 
@@ -239,3 +240,40 @@ def test_keras_weights_h5(tmp_path: Path) -> None:
         close(module(image=torch.from_numpy(image))["logits"].numpy(), expected, 1e-5)
     keras_model = graphdsl.compile_file(program_path, backend="keras", values=values)
     close(np.asarray(keras_model({"image": image})["logits"]), expected, 1e-5)
+
+
+# ---- keras.applications.MobileNetV2 -> examples/mobilenet_v2.gdl ----------------------------
+
+MOBILENET_ARGS = {"alpha": 0.35, "size": 32, "classes": 10}
+
+
+def test_keras_mobilenet_v2(tmp_path: Path) -> None:
+    import keras
+
+    from graphdsl.backends.keras.weight_map import weight_map_lines
+
+    keras.utils.set_random_seed(0)
+    source = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(32, 32, 3),
+                                            classes=10)
+    rng = np.random.default_rng(7)
+    for w in source.weights:  # moving statistics too: none left at 0 or 1 to hide a swap
+        w.assign(rng.uniform(-0.5, 0.5, tuple(w.shape)).astype(np.float32)
+                 if "moving_variance" not in w.path
+                 else rng.uniform(0.5, 1.5, tuple(w.shape)).astype(np.float32))
+    source.save_weights(str(tmp_path / "mobilenet.weights.h5"))
+
+    # the shipped map is the one derived from Keras' own layer order (with any alpha)
+    model = graphdsl.compile_file(str(EXAMPLES / "mobilenet_v2.gdl"),
+                                  args=MOBILENET_ARGS).model(None)
+    shipped = Path(graphdsl.__file__).parent / "maps" / "keras_mobilenet_v2.map"
+    rules = [line for line in shipped.read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert rules == weight_map_lines(source, model)
+
+    values = convert(tmp_path, "mobilenet_v2.gdl", MOBILENET_ARGS,
+                     tmp_path / "mobilenet.weights.h5", "keras_mobilenet_v2")
+    image = rng.uniform(0.0, 1.0, (3, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(source(image, training=False))
+    assert expected.std(axis=-1).min() > 0.02  # far from uniform: a wrong tensor shows
+    for out in both_backends("mobilenet_v2.gdl", MOBILENET_ARGS, values, {"image": image}):
+        close(out["probs"], expected, 1e-5)
