@@ -1,6 +1,6 @@
 """A checked model graph -> a native Keras 3 model (TensorFlow backend).
 
-Why a subclassed ``keras.Model`` and not a functional graph: a tie is one variable used
+Why the model computes itself rather than letting a functional graph of layers do it: a tie is one variable used
 in two places. Keras keeps a layer that *refers* to another layer's variable tied through
 ``.keras`` save/load, but loses the tie silently in ``from_config``, ``clone_model`` and
 ``to_json``, because each layer is rebuilt from its own configuration. One object that
@@ -9,9 +9,11 @@ owns the variable and computes every use of it keeps the tie everywhere (the way
 model: its configuration is the program's source, so ``from_config`` (used by loading,
 cloning and JSON) recompiles the same graph and makes each tied tensor once, for any
 tie. Each DSL layer is a :class:`ParameterGroup` sublayer named after the layer's path,
-of a subclass named after its op (``Dense``, ``Embedding``) and holding its own variables,
-so ``model.layers`` and ``model.summary()`` (with output shapes and parameter counts) read
-like the program.
+of a subclass named after its op (``Dense``, ``Embedding``) and holding its own variables.
+The model is still built as a functional-API subclass, over a graph of those groups that
+only records which layer feeds which (layer_graph.py): so ``model.layers``,
+``model.summary()`` (output shapes, parameter counts, connections) and
+``keras.utils.plot_model`` read like the program, while ``call`` runs the generated forward.
 
 Masks are explicit inputs of the ops that use them (the compiler attaches them), never
 Keras' implicit masking, so no op or sub-model can drop one silently.
@@ -33,6 +35,7 @@ from graphdsl.ops import REGISTRY
 from graphdsl.ops.specs import Spec
 from graphdsl.runtime.weights import initial_values
 
+from .layer_graph import layer_graph
 from .ops import load_all
 
 PACKAGE = "graphdsl"
@@ -55,20 +58,11 @@ class ParameterGroup(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "tensors": self.tensor_specs}
 
-    # `model.summary()` shows `output_shape` for a layer that has build shapes; the group is
-    # built from the start (its variables have their shapes), so there is nothing to rebuild
-    # from a saved build configuration.
-    def get_build_config(self) -> dict[str, Any] | None:
-        return None
-
-    def build_from_config(self, config: dict[str, Any]) -> None:
-        pass
-
-    def describe(self, output_shape: tuple[Any, ...] | None) -> None:
-        """Give the summary the layer's output shape (symbolic sizes by name)."""
-        if output_shape is not None:
-            self.output_shape = output_shape
-            self._build_shapes_dict = {"input_shape": output_shape}
+    # The model computes every layer in its generated forward; a group is called only on
+    # symbolic tensors, to link the layers into a functional graph (layer_graph.py).
+    def compute_output_spec(self, *inputs: Any, output_shape: tuple[Any, ...] = (None,),
+                            output_dtype: str = "float32") -> keras.KerasTensor:
+        return keras.KerasTensor(output_shape, dtype=output_dtype)
 
 
 def _group_class(op: str) -> type[ParameterGroup]:
@@ -82,12 +76,6 @@ def _group_class(op: str) -> type[ParameterGroup]:
 
 
 _GROUP_CLASSES: dict[str, type[ParameterGroup]] = {}
-
-
-def _shape(t: Any) -> tuple[Any, ...] | None:
-    if t.shape is None:
-        return None
-    return tuple(d if isinstance(d, int) else str(d) for d in t.shape)
 
 
 class _Lookup:
@@ -157,12 +145,27 @@ class GraphModel(keras.Model):
     trains all loss terms in one call and reports each term separately.
     """
 
-    def __init__(self, source: str, file: str, model_name: str,
-                 files: dict[str, str] | None = None, seed: int = 0,
-                 arguments: dict[str, Any] | None = None, base_dir: str | None = None,
-                 **kwargs: Any):
+    # The positional arguments are Functional's, so that keras.models.clone_model builds the
+    # clone with this class (see _run_through_graph); a model is made from its program,
+    # given by keyword: GraphModel(source=..., file=..., model_name=..., ...).
+    def __init__(self, inputs: Any = None, outputs: Any = None, name: str | None = None,
+                 **program: Any):
+        if "source" not in program:
+            made_by = keras.tree.flatten(outputs)[0]._keras_history.operation \
+                if outputs is not None else None
+            if not isinstance(made_by, GraphModel):
+                raise TypeError("a GraphModel is made from a graphdsl program: use "
+                                "graphdsl.compile(...) or GraphModel.from_config(...)")
+            program = made_by.get_config()
+        if name is not None:
+            program["name"] = name
+        self._make(**program)
+
+    def _make(self, source: str, file: str, model_name: str,
+              files: dict[str, str] | None = None, seed: int = 0,
+              arguments: dict[str, Any] | None = None, base_dir: str | None = None,
+              **kwargs: Any) -> None:
         kwargs.setdefault("name", model_name)
-        super().__init__(**kwargs)
         self.program_source = source
         self.program_file = file
         self.model_name = model_name
@@ -195,7 +198,10 @@ class GraphModel(keras.Model):
             trackers[name] = keras.metrics.Mean(name=name)
         self._trackers = _Lookup(trackers)
         self._training = _Lookup({"groups": [], "clip_norm": None, "optimizer": None})
-        self.built = True  # every variable exists from the start
+        # Keras' functional-subclass constructor: the layers' graph, for Keras' tools.
+        inputs, outputs = layer_graph(self.ir, self._groups_by_path, self._output_group)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self._convert_input_args = True  # numpy inputs become tensors, as in any layer
 
     @property
     def groups(self) -> list[tuple[Spec, Any, list[str]]]:
@@ -244,14 +250,11 @@ class GraphModel(keras.Model):
         # too, so the summary lists every layer), then the `param` statements' groups.
         self.parameter_groups = []
         for path, record in self.ir.layers.items():
-            group = _group_class(record.op)(by_path.pop(path, []), name=path)
-            out_types = self.ir.node(record.calls[0])["types"] if record.calls else ()
-            group.describe(_shape(out_types[0]) if out_types else None)
-            self.parameter_groups.append(group)
+            self.parameter_groups.append(
+                _group_class(record.op)(by_path.pop(path, []), name=path))
         for path, tensors in by_path.items():
-            group = ParameterGroup(tensors, name=path)
-            group.describe(tuple(tensors[0]["shape"]) if len(tensors) == 1 else None)
-            self.parameter_groups.append(group)
+            self.parameter_groups.append(ParameterGroup(tensors, name=path))
+        self._groups_by_path = _Lookup({g.name: g for g in self.parameter_groups})
         variables = {}
         for group in self.parameter_groups:
             for t in group.tensor_specs:
@@ -268,6 +271,11 @@ class GraphModel(keras.Model):
                 consts[const_name(node)] = load_all()[data["op"]](**data["args"])
         self._consts = _Lookup(consts)
         self.load_arrays(values)
+
+    def _output_group(self, name: str) -> ParameterGroup:
+        """The box where an output computed from several layers joins them."""
+        taken = name in self._groups_by_path.items
+        return _group_class("Output")([], name=f"{name}_output" if taken else name)
 
     def _param_access(self, data: dict[str, Any]) -> str:
         name = data["name"]
@@ -288,8 +296,9 @@ class GraphModel(keras.Model):
         if path not in self.ir.submodels:
             raise KeyError(f"`{path}` is not a model used as a layer in `{self.ir.name}`; "
                            f"those are: {', '.join(self.ir.submodels) or 'none'}")
-        child = GraphModel(self.program_source, self.program_file, self.ir.submodels[path],
-                           files=self.program_files, seed=self.seed, base_dir=self.base_dir)
+        child = GraphModel(source=self.program_source, file=self.program_file,
+                           model_name=self.ir.submodels[path], files=self.program_files,
+                           seed=self.seed, base_dir=self.base_dir)
         mine = self._vars.items
         for name in list(child._vars.items):
             child._vars.items[name] = mine[f"{path}.{name}"]
@@ -314,7 +323,27 @@ class GraphModel(keras.Model):
         for name, spec in self._projections:
             self._vars[name].assign(project(self._vars[name], spec))
 
+    # ---- the layers' graph: it records connections, and cannot compute
+    def _run_through_graph(self, inputs: Any, operation_fn: Any = lambda op: op,
+                           call_fn: Any = None) -> Any:
+        # Keras runs through a functional graph to check it (with no inputs, in the
+        # constructor) and, in keras.models.clone_model, to rebuild it from copies of its
+        # layers. A GraphModel's copy is the same program with fresh weights: one operation
+        # from the inputs to the outputs, whose program the constructor above adopts.
+        if all(x is None for x in keras.tree.flatten(inputs)):
+            return super()._run_through_graph(inputs, operation_fn, call_fn)
+        return type(self).from_config(self.get_config())(inputs)
+
+    def compute_output_spec(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        return keras.tree.map_structure(
+            lambda x: keras.KerasTensor(x.shape, dtype=x.dtype), self._outputs_struct)
+
     # ---- running
+    # The generated forward reads the program's inputs by name (a batch may carry targets
+    # too); the functional graph's exact-structure check is not this model's contract.
+    def _assert_input_compatibility(self, *args: Any) -> None:
+        pass
+
     def call(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
         return self._forward_fn["_run_forward"](self, dict(inputs),  # type: ignore[no-any-return]
                                                 training=bool(training))
@@ -401,8 +430,8 @@ def build_model(program: Any, model: ModelGraph, seed: int = 0,
              if p != root and not p.startswith("<")}
     # The root's absolute path: rebuilt elsewhere, its imports resolve to the saved texts.
     file = root if root.startswith("<") else os.path.abspath(root)
-    result = GraphModel(texts[root], file, model.name, files=files, seed=seed,
-                        arguments=model.arguments, base_dir=program.base_dir)
+    result = GraphModel(source=texts[root], file=file, model_name=model.name, files=files,
+                        seed=seed, arguments=model.arguments, base_dir=program.base_dir)
     if values is not None:
         result.load_arrays(values)
     return result

@@ -159,21 +159,66 @@ def test_predict_with_the_keras_backend(tmp_path: Path) -> None:
         np.testing.assert_allclose(out["probs"], np.asarray(ref["probs"]), atol=1e-6)
 
 
-def test_summary_lists_the_program_layers_with_shapes_and_counts() -> None:
-    model = graphdsl.compile(TIED, backend="keras")
+def summary_rows(model: keras.Model) -> dict[str, tuple[str, ...]]:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=80)
-    text = "\n".join(lines)
     rows = {}
-    for line in text.splitlines():
+    for line in "\n".join(lines).splitlines():
         cells = [c.strip() for c in line.strip("│┃ ").split("│")]
-        if len(cells) == 3 and "(" in cells[0]:
-            rows[cells[0]] = (cells[1], cells[2])
-    assert rows["embed (Embedding)"] == ("(B, T, 8)", "240")
-    assert rows["dense (Dense)"] == ("(B, T, 8)", "72")
-    assert rows["ln (LayerNormalization)"] == ("(B, T, 8)", "16")
-    assert rows["dense_1 (Dense)"] == ("(B, T, 30)", "30")  # its kernel is embed's table
+        if len(cells) >= 3 and "(" in cells[0]:
+            rows[cells[0]] = tuple(cells[1:])
+    return rows
+
+
+def test_summary_lists_the_program_layers_with_shapes_and_counts() -> None:
+    model = graphdsl.compile(TIED, backend="keras")
+    rows = summary_rows(model)
+    assert rows["ids (InputLayer)"] == ("(None, None)", "0")
+    assert rows["embed (Embedding)"] == ("(None, None, 8)", "240")
+    assert rows["dense (Dense)"] == ("(None, None, 8)", "72")
+    assert rows["ln (LayerNormalization)"] == ("(None, None, 8)", "16")
+    # its kernel is embed's table: counted once, under embed
+    assert rows["dense_1 (Dense)"] == ("(None, None, 30)", "30")
+    text = "\n".join(" ".join(row) for row in rows.values())
     assert "?" not in text and "ParameterGroup" not in text
+    assert [layer.name for layer in model.layers] == ["ids", "embed", "dense", "ln", "dense_1"]
+
+
+BRANCHES = """
+model Branches {
+    input image : float32[B, 8]
+    input extra : float32[B, 3]
+    param scale : float32[4] = ones
+    positions = Embedding(5, 4, name = "pos")(arange(5))
+    left = Dense(4, name = "left")(image)
+    right = Dense(4, name = "right")(concat([image, extra], axis = -1))
+    inference output joined = left * scale + right + mean(positions, axis = 0)
+    inference output right_only = right
+}
+"""
+
+
+def test_plot_model_draws_each_layer_and_connection() -> None:
+    """`keras.utils.plot_model` draws the program's layers and which feeds which, `param`
+    groups and layers that read no data included."""
+    model = graphdsl.compile(BRANCHES, backend="keras")
+    dot = keras.utils.model_to_dot(model, show_shapes=True)
+    names = {node.get_name(): node.get("label") for node in dot.get_nodes()}
+    label_of = {}
+    for key, label in names.items():
+        for layer in model.layers:
+            if label and f">{layer.name}<" in label.replace(" ", ""):
+                label_of[key] = layer.name
+    edges = {(label_of[e.get_source()], label_of[e.get_destination()])
+             for e in dot.get_edges()}
+    assert {layer.name for layer in model.layers} == \
+        {"image", "extra", "left", "right", "params", "pos", "joined"}
+    # top-level `param` statements are the group `params`
+    assert edges == {("image", "left"), ("image", "right"), ("extra", "right"),
+                     ("left", "params"), ("image", "pos"), ("params", "joined"),
+                     ("right", "joined"), ("pos", "joined")}
+    out = model({"image": np.ones((2, 8), np.float32), "extra": np.ones((2, 3), np.float32)})
+    assert sorted(out) == ["joined", "right_only"]
 
 
 IMPORTED = """
