@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib.util
 import inspect
 import sys
 import textwrap
@@ -25,7 +26,26 @@ ALLOWED_MODULES = ("torch", "keras", "numpy", "tensorflow", "math", "safetensors
 
 
 def _names_read(tree: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    """Names the code reads when it runs: annotations are left out (the copy starts with
+    `from __future__ import annotations`, so they are never evaluated)."""
+    annotations: set[int] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.arg) and n.annotation is not None:
+            annotations.add(id(n.annotation))
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.returns is not None:
+            annotations.add(id(n.returns))
+        elif isinstance(n, ast.AnnAssign):
+            annotations.add(id(n.annotation))
+    found: set[str] = set()
+    stack: list[ast.AST] = [tree]
+    while stack:
+        n = stack.pop()
+        if id(n) in annotations:
+            continue
+        if isinstance(n, ast.Name):
+            found.add(n.id)
+        stack.extend(ast.iter_child_nodes(n))
+    return found
 
 
 def _without_decorators(source: str) -> str:
@@ -75,6 +95,22 @@ def _assignment_source(module: types.ModuleType, name: str) -> str | None:
     return None
 
 
+def _imported_from(module: types.ModuleType, name: str) -> types.ModuleType | None:
+    """The module that ``from M import name`` in ``module`` took ``name`` from."""
+    try:
+        text = inspect.getsource(module)
+    except (OSError, TypeError):
+        return None
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ImportFrom) and \
+                any(a.name == name and a.asname in (None, name) for a in node.names):
+            source = importlib.util.resolve_name("." * node.level + (node.module or ""),
+                                                 module.__package__) \
+                if node.level else node.module or ""
+            return sys.modules.get(source)
+    return None
+
+
 def _import_line(name: str, value: types.ModuleType) -> str:
     full = value.__name__
     root = full.split(".")[0]
@@ -102,7 +138,9 @@ class _Copier:
             return
         module = sys.modules[fn.__module__]
         key = (fn.__module__, fn.__name__)
-        if key in self.done:
+        if key in self.done:  # copied already (under another op's name, say): the alias
+            if name is not None and name != fn.__name__:
+                self.blocks.append(f"{name} = {fn.__name__}")
             return
         self.done.add(key)
         source = _function_source(fn)
@@ -172,7 +210,8 @@ class _Copier:
             line = _import_line(name, value)
             if line not in self.imports:
                 self.imports.append(line)
-        elif isinstance(value, types.FunctionType):
+        elif isinstance(value, types.FunctionType) and \
+                value.__module__.split(".")[0] not in ALLOWED_MODULES:
             self.add_function(value, name)
         elif (isinstance(value, type) or getattr(value, "__module__", None) == "typing") and \
                 getattr(value, "__module__", "").split(".")[0] in ALLOWED_MODULES:
@@ -204,6 +243,10 @@ class _Copier:
                 return
             self.done.add(key)
             source = _assignment_source(module, name)
+            origin = _imported_from(module, name) if source is None else None
+            if origin is not None and origin is not module:
+                self._global(name, value, origin)  # a table imported from another module
+                return
             if source is None:
                 if isinstance(value, (int, float, str, bool, tuple, type(None))):
                     source = f"{name} = {value!r}"

@@ -21,6 +21,7 @@ import numpy as np
 from graphdsl.compiler import Program
 from graphdsl.ir.codegen import Codegen, const_name
 from graphdsl.ir.graph import ModelGraph
+from graphdsl.ops import REGISTRY
 
 from ..source_copy import copy_functions
 from .model import build_model
@@ -165,16 +166,21 @@ def write_source(program: Program, model: ModelGraph, weights: Mapping[str, np.n
                               f"trainable={trainable})")
             var = f"self.{attr}"
         by_name[name] = var
-        # a weight is read as a tensor; state (moving statistics) stays a variable, which
-        # its op assigns
-        param_expr[name] = f"ops.convert_to_tensor({var})" if data["role"] == "weight" else var
+        # a weight is read as a tensor (`ops.copy`, an identity: `convert_to_tensor` would
+        # return the Keras variable itself, which some TensorFlow ops refuse); state
+        # (moving statistics) stays a variable, which its op assigns
+        param_expr[name] = f"ops.copy({var})" if data["role"] == "weight" else var
     constants = []
     for node in model.ops():
         data = model.node(node)
         if data["op"] == "constant":
-            constants.append(f"{const_name(node)} = np.asarray("
-                             f"{np.asarray(data['args']['value']).tolist()!r}, "
-                             f"dtype={data['args']['dtype']!r})")
+            value = np.asarray(data["args"]["value"], dtype=data["args"]["dtype"])
+        elif not REGISTRY[data["op"]].inputs:  # a static value (arange), computed here
+            value = np.asarray(load_all()[data["op"]](**data["args"]))
+        else:
+            continue
+        constants.append(f"{const_name(node)} = np.asarray({value.tolist()!r}, "
+                         f"dtype={str(value.dtype)!r})")
     codegen = _SourceCodegen(model, natives, taken, param_expr)
     outputs = {model.node(n)["name"]: n for n in model.outputs}
     body = codegen.body(codegen.needed(list(outputs.values())))
@@ -192,7 +198,7 @@ def write_source(program: Program, model: ModelGraph, weights: Mapping[str, np.n
     os.makedirs(out, exist_ok=True)
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()},
+    save_file({k: np.asarray(v, order="C") for k, v in state.items()},
               os.path.join(out, "model.safetensors"),
               metadata={"format": "graphdsl-keras-source/1", "model": model.name})
     with open(os.path.join(out, "model.py"), "w", encoding="utf-8") as fh:

@@ -61,7 +61,7 @@ def predictor(program: Program, model: ModelGraph, values: Mapping[str, np.ndarr
 
     @torch.no_grad()
     def run(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(where)
+        inputs = {k: torch.from_numpy(np.asarray(v, order="C")).to(where)
                   for k, v in batch.items()}
         return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy()
                 for k, v in module(**inputs).items()}

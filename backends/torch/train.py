@@ -107,7 +107,7 @@ class TorchEngine:
     # -- batches
     def _tensors(self, batch: Mapping[str, np.ndarray],
                  names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(self.device)
+        return {k: torch.from_numpy(np.asarray(batch[k], order="C")).to(self.device)
                 for k in names}
 
     def _losses(self, batch: Mapping[str, np.ndarray], run: Any) -> LossResult:

@@ -82,7 +82,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def _serialise(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
     from safetensors.numpy import save
 
-    contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    contiguous = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     return save(contiguous, metadata=dict(metadata))
 
 

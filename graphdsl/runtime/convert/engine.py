@@ -154,7 +154,7 @@ def _apply_rule(rule: Rule, arrays: dict[str, np.ndarray],
                                      f"`{target}`, which is {list(expected[target])} in model "
                                      f"`{model_name}`", rule.span))
                 continue
-            value = np.ascontiguousarray(value.astype(dtypes[target]))
+            value = np.asarray(value.astype(dtypes[target]), order="C")
             if target in made:
                 # Two foreign tensors for one model tensor: the model ties what the other
                 # tool kept apart, which is right only if they hold the same numbers.
