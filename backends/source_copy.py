@@ -11,7 +11,6 @@ Registration decorators are dropped. Nothing here imports a framework.
 from __future__ import annotations
 
 import ast
-import builtins
 import importlib.util
 import inspect
 import sys
@@ -125,29 +124,69 @@ def _import_line(name: str, value: types.ModuleType) -> str:
     return f"import {full} as {name}"
 
 
+def _renamed(source: str, renames: dict[str, str]) -> str:
+    """``source`` with each name (a Name node, or a def's name) in ``renames`` replaced, the
+    rest of the text as written."""
+    spots: list[tuple[int, int, int, str]] = []  # line, start, end, new name
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and node.id in renames:
+            spots.append((node.lineno, node.col_offset, node.end_col_offset or 0,
+                          renames[node.id]))
+        elif isinstance(node, ast.FunctionDef) and node.name in renames:
+            line = source.splitlines()[node.lineno - 1]
+            start = line.index(f"def {node.name}", node.col_offset) + len("def ")
+            spots.append((node.lineno, start, start + len(node.name), renames[node.name]))
+    lines = source.splitlines()
+    for lineno, start, end, new in sorted(spots, reverse=True):
+        line = lines[lineno - 1]
+        lines[lineno - 1] = line[:start] + new + line[end:]
+    return "\n".join(lines)
+
+
 class _Copier:
     def __init__(self) -> None:
         self.imports: list[str] = []
         self.blocks: list[str] = []
         self.done: set[tuple[str, str]] = set()
         self.counter = 0
+        # Functions from different modules may share a name (two `_normalise`s): the
+        # second is copied under another, and the code that calls it says so.
+        self.owners: dict[str, tuple[str, str]] = {}  # copied name -> (module, name)
+        self.copied_as: dict[tuple[str, str], str] = {}
 
-    def add_function(self, fn: Callable[..., Any], name: str | None = None) -> None:
+    def _free_name(self, key: tuple[str, str]) -> str:
+        module, name = key
+        copied = name
+        while self.owners.get(copied, key) != key:
+            copied = f"{name}_{module.rsplit('.', 1)[-1]}" if copied == name else copied + "_"
+        self.owners[copied] = key
+        self.copied_as[key] = copied
+        return copied
+
+    def add_function(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        """Copy ``fn`` (and what it reads); returns the name the copy has."""
         if fn.__closure__ or fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
             self.blocks.append(f"{name or fn.__name__} = {self._made(fn)}")
-            return
+            return name or fn.__name__
         module = sys.modules[fn.__module__]
         key = (fn.__module__, fn.__name__)
-        if key in self.done:  # copied already (under another op's name, say): the alias
-            if name is not None and name != fn.__name__:
-                self.blocks.append(f"{name} = {fn.__name__}")
-            return
+        alias = name if name is not None and name != fn.__name__ else None  # an op's name
+        if key in self.done:  # copied already (under another op's name, say)
+            copied = self.copied_as[key]
+            if alias is not None:
+                self.blocks.append(f"{alias} = {copied}")
+            return alias or copied
         self.done.add(key)
+        copied = self._free_name(key)
         source = _function_source(fn)
-        self._dependencies(ast.parse(source), module, own=fn.__name__)
-        if name is not None and name != fn.__name__:
-            source += f"\n\n\n{name} = {fn.__name__}"
+        renames = self._dependencies(ast.parse(source), module, own=fn.__name__)
+        if copied != fn.__name__:
+            renames[fn.__name__] = copied
+        source = _renamed(source, renames) if renames else source
+        if alias is not None:
+            source += f"\n\n\n{alias} = {copied}"
         self.blocks.append(source)
+        return alias or copied
 
     def _made(self, fn: Callable[..., Any]) -> str:
         """An expression that makes a function defined inside another (a closure over
@@ -157,7 +196,9 @@ class _Copier:
         tree = ast.parse(source)
         free = fn.__code__.co_freevars
         values = [self._value(cell.cell_contents) for cell in (fn.__closure__ or ())]
-        self._dependencies(tree, module, own=fn.__name__, skip=set(free))
+        renames = self._dependencies(tree, module, own=fn.__name__, skip=set(free))
+        if renames:
+            source = _renamed(source, renames)
         if isinstance(tree.body[0], ast.Expr):  # a lambda
             body = source
             if not free:
@@ -178,8 +219,7 @@ class _Copier:
             if value.__closure__ or value.__name__ == "<lambda>" or \
                     "<locals>" in value.__qualname__:
                 return self._made(value)
-            self.add_function(value)
-            return value.__name__
+            return self.add_function(value)
         owner = getattr(value, "__objclass__", None)
         module = getattr(owner or value, "__module__", None) or ""
         if module.split(".")[0] in ALLOWED_MODULES:
@@ -197,22 +237,28 @@ class _Copier:
         raise ValueError(f"cannot copy the captured value {value!r}")
 
     def _dependencies(self, tree: ast.AST, module: types.ModuleType, own: str,
-                      skip: set[str] | None = None) -> None:
+                      skip: set[str] | None = None) -> dict[str, str]:
+        """Copy what the code reads from its module; returns the names it must read
+        under another name (a function copied as `_normalise_types`)."""
         local = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)} | (skip or set())
+        renames = {}
         for name in sorted(_names_read(tree) - local - {own}):
             if name in module.__dict__:
-                self._global(name, module.__dict__[name], module)
-            elif not hasattr(builtins, name):
-                pass  # a local variable
+                copied = self._global(name, module.__dict__[name], module)
+                if copied is not None and copied != name:
+                    renames[name] = copied
+        return renames
 
-    def _global(self, name: str, value: Any, module: types.ModuleType) -> None:
+    def _global(self, name: str, value: Any, module: types.ModuleType) -> str | None:
+        """Copy or import one global the code reads; a function's copy may be renamed, and
+        its name is returned."""
         if isinstance(value, types.ModuleType):
             line = _import_line(name, value)
             if line not in self.imports:
                 self.imports.append(line)
         elif isinstance(value, types.FunctionType) and \
                 value.__module__.split(".")[0] not in ALLOWED_MODULES:
-            self.add_function(value, name)
+            return self.add_function(value, name)
         elif (isinstance(value, type) or getattr(value, "__module__", None) == "typing") and \
                 getattr(value, "__module__", "").split(".")[0] in ALLOWED_MODULES:
             value_name = name if value.__module__ == "typing" else value.__name__
@@ -230,30 +276,31 @@ class _Copier:
             # a small class of graphdsl's own (e.g. the ShapeError a shape helper raises)
             key = (value.__module__, value.__qualname__)
             if key in self.done:
-                return
+                return None
             self.done.add(key)
             owner = sys.modules[value.__module__]
             source = textwrap.dedent(inspect.getsource(value))
-            self._dependencies(ast.parse(source), owner, own=value.__name__)
+            renames = self._dependencies(ast.parse(source), owner, own=value.__name__)
+            source = _renamed(source, renames) if renames else source
             self.blocks.append(source if name == value.__name__
                                else f"{source}\n\n{name} = {value.__name__}")
         else:
             key = (module.__name__, name)
             if key in self.done:
-                return
+                return None
             self.done.add(key)
             source = _assignment_source(module, name)
             origin = _imported_from(module, name) if source is None else None
             if origin is not None and origin is not module:
-                self._global(name, value, origin)  # a table imported from another module
-                return
+                return self._global(name, value, origin)  # a table from another module
             if source is None:
                 if isinstance(value, (int, float, str, bool, tuple, type(None))):
                     source = f"{name} = {value!r}"
                 else:
                     raise ValueError(f"cannot copy `{name}` of {module.__name__}")
-            self._dependencies(ast.parse(source), module, own=name)
-            self.blocks.append(source)
+            renames = self._dependencies(ast.parse(source), module, own=name)
+            self.blocks.append(_renamed(source, renames) if renames else source)
+        return None
 
 
 def copy_functions(functions: Iterable[tuple[str, Callable[..., Any]]]) -> tuple[list[str],
