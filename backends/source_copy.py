@@ -168,6 +168,10 @@ class _Copier:
         if fn.__closure__ or fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
             self.blocks.append(f"{name or fn.__name__} = {self._made(fn)}")
             return name or fn.__name__
+        portable = getattr(fn, "portable", None)
+        if portable is not None:  # a framework-specific speed-up: its portable form instead
+            return self._global(name or fn.__name__, portable, sys.modules[fn.__module__]) \
+                or name or fn.__name__
         module = sys.modules[fn.__module__]
         key = (fn.__module__, fn.__name__)
         alias = name if name is not None and name != fn.__name__ else None  # an op's name

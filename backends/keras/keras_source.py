@@ -3,8 +3,9 @@ Keras 3 model class) and the weights, ``model.safetensors``, that runs without g
 
 Layers with an exact Keras counterpart become one (``keras.layers.Dense``, ``Embedding``,
 ``LayerNormalization``, ``Dropout``); every other op calls a copy of graphdsl's own Keras
-implementation (backends/source_copy.py), which may use TensorFlow directly where Keras 3
-has no op for it. The weights keep graphdsl's canonical names and layouts (Keras' own);
+implementation (backends/source_copy.py), written in ``keras.ops`` and ``keras.random``,
+so model.py imports Keras, NumPy and safetensors alone (run and tested on Keras'
+TensorFlow backend). The weights keep graphdsl's canonical names and layouts (Keras' own);
 ``model.weights_by_name()`` lists them. A tie is one variable read in two places.
 Constrained and masked parameters are stored as the values the model uses.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import keras
 import tensorflow as tf
 from keras import ops
 
@@ -29,7 +30,7 @@ def affine_transform(images: tf.Tensor, transforms: tf.Tensor, interpolation: st
 
 def _uniform(batch: Any, bounds: tuple[float, float]) -> tf.Tensor:
     low, high = bounds
-    return tf.random.uniform((batch,), low, high, dtype=tf.float32)
+    return keras.random.uniform((batch,), low, high, dtype="float32")
 
 
 def _stack(*rows: tf.Tensor) -> tf.Tensor:
@@ -49,7 +50,7 @@ def random_flip(*, x: tf.Tensor, mode: str = "horizontal_and_vertical",
         return x
     for axis, kind in ((2, "horizontal"), (1, "vertical")):
         if kind in mode:
-            flip = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.5
+            flip = keras.random.uniform((ops.shape(x)[0], 1, 1, 1)) < 0.5
             x = ops.where(flip, ops.flip(x, axis=axis), x)
     return x
 
@@ -107,8 +108,8 @@ def random_crop(*, x: tf.Tensor, height: int, width: int, training: bool) -> tf.
     if not training:
         return crop_and_resize(x, height, width, "bilinear", True)
     if big_h > height and big_w > width:
-        top = tf.random.uniform((), 0, big_h - height + 1, dtype=tf.int32)
-        left = tf.random.uniform((), 0, big_w - width + 1, dtype=tf.int32)
+        top = keras.random.randint((), 0, big_h - height + 1, dtype="int32")
+        left = keras.random.randint((), 0, big_w - width + 1, dtype="int32")
         return tf.slice(x, tf.stack([0, top, left, 0]), [-1, height, width, -1])
     top, left, _, _ = aspect_crop_box(big_h, big_w, height, width)
     return resize(x[:, top:top + height, left:left + width], height, width, "bilinear")

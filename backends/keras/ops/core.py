@@ -6,9 +6,10 @@ every activation-named function op uses, of :func:`dynamic_shape` (static sizes 
 known, scalar tensors where not) and of :func:`drop_out`, the dropout Dropout and
 MultiHeadAttention share.
 
-Randomness uses TensorFlow's stateful ops (``tf.random.uniform``, ``tf.random.normal``):
-they need no seed generator owned by a layer, work eagerly and inside ``tf.function``,
-and follow ``keras.utils.set_random_seed``.
+Randomness uses ``keras.random`` without a seed generator owned by a layer: Keras' global
+one, which follows ``keras.utils.set_random_seed``; the training engine traces its step
+with stateless draws standing in (backends/keras/rng.py), so a resumed run draws the same.
+An exported model (keras-source) needs nothing but Keras for it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,7 @@ def activate(x: tf.Tensor, activation: Any) -> tf.Tensor:
 def dynamic_shape(x: tf.Tensor) -> list[Any]:
     """x's shape: ints where the static shape knows them, scalar int32 tensors elsewhere
     (the batch axis inside a traced ``call``)."""
-    static = x.shape.as_list() if hasattr(x.shape, "as_list") else list(x.shape)
-    if all(d is not None for d in static):
-        return static
-    dynamic = tf.shape(x)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
+    return list(ops.shape(x))
 
 
 def drop_out(x: tf.Tensor, rate: float, noise_shape: Sequence[int] | None = None) -> tf.Tensor:
@@ -87,10 +84,10 @@ def drop_out(x: tf.Tensor, rate: float, noise_shape: Sequence[int] | None = None
         return x
     if rate >= 1:
         return ops.zeros_like(x)
-    shape = tf.shape(x)
+    shape = dynamic_shape(x)
     if noise_shape is not None:
-        shape = tf.stack([shape[i] if n == -1 else n for i, n in enumerate(noise_shape)])
-    keep = tf.random.uniform(shape, dtype=x.dtype) >= rate
+        shape = [shape[i] if n == -1 else n for i, n in enumerate(noise_shape)]
+    keep = keras.random.uniform(shape, dtype=x.dtype) >= rate
     return ops.where(keep, x / ops.cast(1.0 - rate, x.dtype), ops.zeros_like(x))
 
 

@@ -73,12 +73,13 @@ def _matmul(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     x, y = ops.convert_to_tensor(x), ops.convert_to_tensor(y)
     if is_float(x) or is_float(y):
         return ops.matmul(x, y)
-    x2 = x[None, :] if x.shape.rank == 1 else x
-    y2 = y[:, None] if y.shape.rank == 1 else y
-    out = tf.linalg.matmul(x2, y2)
-    if x.shape.rank == 1:
+    x2 = x[None, :] if len(x.shape) == 1 else x
+    y2 = y[:, None] if len(y.shape) == 1 else y
+    # [..., n, k, 1] * [..., 1, k, m] summed over k: exact in the integer dtype
+    out = ops.sum(ops.expand_dims(x2, -1) * ops.expand_dims(y2, -3), axis=-2)
+    if len(x.shape) == 1:
         out = ops.squeeze(out, axis=-2)
-    if y.shape.rank == 1:
+    if len(y.shape) == 1:
         out = ops.squeeze(out, axis=-1)
     return out
 

@@ -1,23 +1,24 @@
 """Sampling ops: random in training, deterministic in inference (Dropout is in core).
 
-The noise comes from TensorFlow's stateful ``tf.random.normal`` (see core's docstring)."""
+The noise comes from ``keras.random.normal`` (see core's docstring)."""
 
 from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 from keras import ops
 
 from . import impl
-from .core import drop_out
+from .core import drop_out, dynamic_shape
 
 
 @impl("sample_normal")
 def sample_normal(*, mean: tf.Tensor, logvar: tf.Tensor, training: bool) -> tf.Tensor:
     if not training:
         return mean
-    eps = tf.random.normal(tf.shape(mean), dtype=mean.dtype)
+    eps = keras.random.normal(dynamic_shape(mean), dtype=mean.dtype)
     return mean + ops.exp(logvar * 0.5) * eps
 
 
@@ -25,7 +26,7 @@ def sample_normal(*, mean: tf.Tensor, logvar: tf.Tensor, training: bool) -> tf.T
 def gaussian_noise(*, x: tf.Tensor, stddev: float, training: bool) -> tf.Tensor:
     if not training:
         return x
-    return x + stddev * tf.random.normal(tf.shape(x), dtype=x.dtype)
+    return x + stddev * keras.random.normal(dynamic_shape(x), dtype=x.dtype)
 
 
 def _spatial_dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
@@ -43,4 +44,4 @@ def gaussian_dropout(*, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
     if not training or rate <= 0:
         return x
     stddev = math.sqrt(rate / (1.0 - rate))
-    return x * (1.0 + stddev * tf.random.normal(tf.shape(x), dtype=x.dtype))
+    return x * (1.0 + stddev * keras.random.normal(dynamic_shape(x), dtype=x.dtype))

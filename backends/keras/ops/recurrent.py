@@ -2,10 +2,9 @@
 the layouts and gate orders keras.layers.LSTM, GRU and SimpleRNN use themselves.
 
 Every step's input projection ``x @ kernel + bias`` is one product before the loop; the
-loop (a ``tf.while_loop`` over time-major TensorArrays) then only adds the recurrent
-product. With a mask, at a masked step the state keeps its value and the step's output
-repeats the previous output (0 before any valid step); without one the loop skips the
-selects.
+loop (``ops.scan`` over the time-major steps) then only adds the recurrent product.
+With a mask, at a masked step the state keeps its value and the step's output repeats the
+previous output (0 before any valid step); without one the loop skips the selects.
 
 ``go_backwards`` reverses the steps (and the mask) first; like Keras, the returned sequence
 is then in the processing order, i.e. reversed.
@@ -31,25 +30,25 @@ def _cell(kind: str, z: tf.Tensor, states: tuple[tf.Tensor, ...], recurrent_kern
     h = states[0]
     fed = h * keep_h if keep_h is not None else h  # recurrent dropout
     if kind == "LSTM":
-        i, f, g, o = tf.split(z + tf.matmul(fed, recurrent_kernel), 4, axis=-1)
-        c = tf.sigmoid(f) * states[1] + tf.sigmoid(i) * tf.tanh(g)
-        return tf.sigmoid(o) * tf.tanh(c), c
+        i, f, g, o = ops.split(z + ops.matmul(fed, recurrent_kernel), 4, axis=-1)
+        c = ops.sigmoid(f) * states[1] + ops.sigmoid(i) * ops.tanh(g)
+        return ops.sigmoid(o) * ops.tanh(c), c
     if kind == "SimpleRNN":
-        return (activate(z + tf.matmul(fed, recurrent_kernel), activation),)
-    x_z, x_r, x_h = tf.split(z, 3, axis=-1)
+        return (activate(z + ops.matmul(fed, recurrent_kernel), activation),)
+    x_z, x_r, x_h = ops.split(z, 3, axis=-1)
     if reset_after:
-        inner = tf.matmul(fed, recurrent_kernel)
+        inner = ops.matmul(fed, recurrent_kernel)
         if recurrent_bias is not None:
             inner = inner + recurrent_bias
-        h_z, h_r, h_h = tf.split(inner, 3, axis=-1)
-        update, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
-        candidate = tf.tanh(x_h + reset * h_h)
+        h_z, h_r, h_h = ops.split(inner, 3, axis=-1)
+        update, reset = ops.sigmoid(x_z + h_z), ops.sigmoid(x_r + h_r)
+        candidate = ops.tanh(x_h + reset * h_h)
     else:
-        units = tf.shape(recurrent_kernel)[0]  # the traced loop may not know it statically
+        units = ops.shape(recurrent_kernel)[0]  # a traced loop may not know it statically
         u_zr, u_h = recurrent_kernel[:, :2 * units], recurrent_kernel[:, 2 * units:]
-        h_z, h_r = tf.split(tf.matmul(fed, u_zr), 2, axis=-1)
-        update, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
-        candidate = tf.tanh(x_h + tf.matmul(reset * fed, u_h))
+        h_z, h_r = ops.split(ops.matmul(fed, u_zr), 2, axis=-1)
+        update, reset = ops.sigmoid(x_z + h_z), ops.sigmoid(x_r + h_r)
+        candidate = ops.tanh(x_h + ops.matmul(reset * fed, u_h))
     return (update * h + (1 - update) * candidate,)
 
 
@@ -59,27 +58,26 @@ def _loop(kind: str, projected: tf.Tensor, states: tuple[tf.Tensor, ...],
           reset_after: bool) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
     """projected [T, B, gates] (time-major), keep bool [T, B, 1] or None -> (the output of
     every step [T, B, u], the final states)."""
-    steps = tf.shape(projected)[0]
-    inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
-    keeps = tf.TensorArray(tf.bool, size=steps).unstack(keep) if keep is not None else None
-    outputs = tf.TensorArray(projected.dtype, size=steps)
 
-    def step(t: tf.Tensor, previous: tf.Tensor, states: tuple[tf.Tensor, ...],
-             outputs: tf.TensorArray) -> tuple[Any, ...]:
-        new = _cell(kind, inputs.read(t), states, recurrent_kernel, recurrent_bias, keep_h,
-                    activation, reset_after)
-        if keeps is not None:
-            k = keeps.read(t)
-            new = tuple(tf.where(k, n, s) for n, s in zip(new, states, strict=True))
-            previous = tf.where(k, new[0], previous)
+    def step(carry: tuple[tf.Tensor, ...], inputs: Any) -> tuple[Any, Any]:
+        previous, states = carry[0], carry[1:]
+        z, k = (inputs[..., :-1], inputs[..., -1:] > 0.5) if keep is not None else (inputs, None)
+        new = _cell(kind, z, states, recurrent_kernel, recurrent_bias, keep_h, activation,
+                    reset_after)
+        if k is not None:
+            new = tuple(ops.where(k, n, s) for n, s in zip(new, states, strict=True))
+            previous = ops.where(k, new[0], previous)
         else:
             previous = new[0]
-        return t + 1, previous, new, outputs.write(t, previous)
+        # (Keras' TensorFlow scan stacks outputs shaped like the carry: the whole carry)
+        return (previous, *new), (previous, *new)
 
-    _, _, states, outputs = tf.while_loop(
-        lambda t, *_: t < steps, step,
-        (tf.constant(0), tf.zeros_like(states[0]), tuple(states), outputs), swap_memory=True)
-    return outputs.stack(), states
+    # the mask rides along as one more column (Keras' TensorFlow scan fails on two
+    # sequences whose length is not static)
+    steps = projected if keep is None else \
+        ops.concatenate([projected, ops.cast(keep, projected.dtype)], axis=-1)
+    carry, stacked = ops.scan(step, (ops.zeros_like(states[0]), *states), steps)
+    return stacked[0], tuple(carry[1:])
 
 
 # Called eagerly, the loop runs as a graph compiled once per input signature (an eager
@@ -88,14 +86,21 @@ def _loop(kind: str, projected: tf.Tensor, states: tuple[tf.Tensor, ...],
 _compiled_loop = tf.function(_loop, reduce_retracing=True, autograph=False)
 
 
+def _run_loop(*args: Any) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
+    return (_compiled_loop if tf.executing_eagerly() else _loop)(*args)
+
+
+_run_loop.portable = _loop  # type: ignore[attr-defined]  # what an export copies instead
+
+
 def _initial_states(kind: str, x: tf.Tensor, units: int,
                     initial_state: tf.Tensor | None) -> tuple[tf.Tensor, ...]:
     count = KINDS[kind][1]
     if initial_state is None:
-        zeros = tf.zeros(tf.stack([tf.shape(x)[0], units]), dtype=x.dtype)
+        zeros = ops.zeros((ops.shape(x)[0], units), dtype=x.dtype)
         return (zeros,) * count
-    initial_state = tf.convert_to_tensor(initial_state)
-    if initial_state.shape.rank == 2:
+    initial_state = ops.convert_to_tensor(initial_state)
+    if len(initial_state.shape) == 2:
         return (initial_state,)
     return tuple(initial_state[k] for k in range(count))
 
@@ -126,21 +131,18 @@ def run_recurrent(kind: str, *, x: tf.Tensor, mask: tf.Tensor | None,
     recurrent_bias = None
     if use_bias and bias is not None:
         if kind == "GRU" and reset_after:
-            projected, recurrent_bias = projected + bias[0], tf.convert_to_tensor(bias[1])
+            projected, recurrent_bias = projected + bias[0], ops.convert_to_tensor(bias[1])
         else:
             projected = projected + bias
-    loop = _compiled_loop if tf.executing_eagerly() else _loop
-    outputs, final = loop(kind, projected, states, keep, tf.convert_to_tensor(recurrent_kernel),
-                          recurrent_bias, keep_h, getattr(activation, "name", activation),
-                          reset_after)
-    # the loop's trace may have relaxed the static shapes: restore what is known
-    final = tuple(tf.ensure_shape(s, (x.shape[0], units)) for s in final)
+    outputs, final = _run_loop(kind, projected, states, keep,
+                               ops.convert_to_tensor(recurrent_kernel), recurrent_bias, keep_h,
+                               getattr(activation, "name", activation), reset_after)
     if return_sequences:
-        result = tf.ensure_shape(ops.transpose(outputs, (1, 0, 2)), (*x.shape[:2], units))
+        result = ops.transpose(outputs, (1, 0, 2))
     elif x.shape[1] == 0:
         result = final[0]
     else:
-        result = tf.ensure_shape(outputs[-1], (x.shape[0], units))  # the last output
+        result = outputs[-1]  # the last output
     return (result, *final) if return_state else result
 
 
@@ -222,7 +224,7 @@ def bidirectional(*, x: tf.Tensor, mask: tf.Tensor | None = None,
         training=training, activation=activation, reset_after=reset_after)
     halves: tuple[Any, Any] = (None, None)
     if initial_state is not None:
-        initial_state = tf.convert_to_tensor(initial_state)
+        initial_state = ops.convert_to_tensor(initial_state)
         halves = (initial_state[:count], initial_state[count:])
     forward, *forward_states = run_recurrent(
         layer, initial_state=halves[0], kernel=forward_kernel,
