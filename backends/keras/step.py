@@ -2,8 +2,9 @@
 engine of `graphdsl train --backend keras`.
 
 The optimizers implement graphdsl's canonical definitions (graphdsl/ops/specs.py):
-`adam` and `sgd` add L2 weight decay to the gradient (as PyTorch does; Keras' own
-`weight_decay` is decoupled), `adamw` decays decoupled (Keras' AdamW, PyTorch's AdamW).
+`sgd`, `adam`, `rmsprop` and `adagrad` add L2 weight decay to the gradient (as PyTorch
+does; Keras' own `weight_decay` is decoupled), `adamw` decays decoupled (Keras' AdamW,
+PyTorch's AdamW).
 """
 
 from __future__ import annotations
@@ -54,6 +55,47 @@ class CanonicalAdamW(_CanonicalAdamStep, keras.optimizers.AdamW):
     pass
 
 
+@keras.saving.register_keras_serializable(package="graphdsl")
+class CanonicalRMSprop(keras.optimizers.RMSprop):
+    """RMSprop as graphdsl (and PyTorch) defines it: epsilon is added to sqrt(v), not to v
+    under the root, and the momentum buffer holds the step before the learning rate."""
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        ops = keras.ops
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index]
+        self.assign(velocity, ops.add(ops.multiply(self.rho, velocity),
+                                      ops.multiply(1 - self.rho, ops.square(gradient))))
+        square = velocity
+        if self.centered:
+            average = self._average_gradients[index]
+            self.assign(average, ops.add(ops.multiply(self.rho, average),
+                                         ops.multiply(1 - self.rho, gradient)))
+            square = ops.subtract(velocity, ops.square(average))
+        step = ops.divide(gradient, ops.add(ops.sqrt(square), self.epsilon))
+        if self.momentum > 0:
+            buffer = self._momentums[index]
+            self.assign(buffer, ops.add(ops.multiply(self.momentum, buffer), step))
+            step = buffer
+        self.assign_sub(variable, ops.multiply(lr, step))
+
+
+@keras.saving.register_keras_serializable(package="graphdsl")
+class CanonicalAdagrad(keras.optimizers.Adagrad):
+    """Adagrad as graphdsl (and PyTorch) defines it: epsilon is added to sqrt(s)."""
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        ops = keras.ops
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        accumulator = self._accumulators[self._get_variable_index(variable)]
+        self.assign_add(accumulator, ops.square(gradient))
+        self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient),
+                                             ops.add(ops.sqrt(accumulator), self.epsilon)))
+
+
 def make_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     a = dict(spec.args)
     if spec.name == "sgd":
@@ -62,6 +104,12 @@ def make_optimizer(spec: Spec) -> keras.optimizers.Optimizer:
     if spec.name == "adam":
         return CanonicalAdam(learning_rate=a["lr"], beta_1=a["beta_1"], beta_2=a["beta_2"],
                              epsilon=a["epsilon"])
+    if spec.name == "rmsprop":
+        return CanonicalRMSprop(learning_rate=a["lr"], rho=a["rho"], momentum=a["momentum"],
+                                epsilon=a["epsilon"], centered=a["centered"])
+    if spec.name == "adagrad":
+        return CanonicalAdagrad(learning_rate=a["lr"], epsilon=a["epsilon"],
+                                initial_accumulator_value=a["initial_accumulator_value"])
     return CanonicalAdamW(learning_rate=a["lr"], weight_decay=a["weight_decay"],
                           beta_1=a["beta_1"], beta_2=a["beta_2"], epsilon=a["epsilon"])
 
@@ -136,7 +184,7 @@ def finish_gradients(model: GraphModel, grads: list[Any]) -> list[Any]:
     finished = []
     for (spec, _, names), group in zip(model.groups, grads, strict=True):
         decay = float(spec.get("weight_decay", 0.0))
-        if decay and spec.name in ("adam", "sgd"):
+        if decay and spec.name != "adamw":  # AdamW decays the weights, not the gradient
             group = [g + decay * model._vars[n] for g, n in zip(group, names, strict=True)]
         finished.append(group)
     clip = getattr(model, "clip_norm", None)

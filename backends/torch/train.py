@@ -50,6 +50,15 @@ def make_optimizer(spec: Spec, params: list[torch.Tensor],
     if spec.name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(a["beta_1"], a["beta_2"]),
                                 eps=a["epsilon"], weight_decay=a["weight_decay"], **more)
+    if spec.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=a["rho"], eps=a["epsilon"],
+                                   weight_decay=a["weight_decay"], momentum=a["momentum"],
+                                   centered=a["centered"], **more)
+    if spec.name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=a["epsilon"],
+                                   weight_decay=a["weight_decay"],
+                                   initial_accumulator_value=a["initial_accumulator_value"],
+                                   **more)
     return torch.optim.AdamW(params, lr=lr, betas=(a["beta_1"], a["beta_2"]),
                              eps=a["epsilon"], weight_decay=a["weight_decay"], **more)
 

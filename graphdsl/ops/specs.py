@@ -102,6 +102,15 @@ OPTIMIZERS = _table(
             "weight decay added to the gradient"),
     SpecDef("adamw", {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
                       "weight_decay": 0.01, "loss": None}, "AdamW: decoupled weight decay"),
+    SpecDef("rmsprop", {"lr": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7,
+                        "centered": False, "weight_decay": 0.0, "loss": None},
+            "RMSprop as in torch.optim.RMSprop (rho is its alpha): v = rho v + (1 - rho) g^2, "
+            "w -= lr g / (sqrt(v) + epsilon), the momentum buffer holding g / (sqrt(v) + "
+            "epsilon); Keras' defaults; L2 weight decay added to the gradient"),
+    SpecDef("adagrad", {"lr": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7,
+                        "weight_decay": 0.0, "loss": None},
+            "Adagrad as in torch.optim.Adagrad: s += g^2, w -= lr g / (sqrt(s) + epsilon); "
+            "Keras' defaults; L2 weight decay added to the gradient"),
 )
 
 SCHEDULES = _table(

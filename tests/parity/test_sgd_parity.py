@@ -18,8 +18,9 @@ masks; models that sample in training (``sample_normal``, ``GaussianNoise``) are
 for the same reason, and models without a loss have nothing to train
 (``test_models_left_out_are_exactly_the_random_and_loss_free_ones``).
 
-A second test runs the same five steps with Adam and AdamW on a model whose batches repeat
-token ids: the update of an embedding table must be canonical Adam in both backends.
+A second test runs the same five steps with Adam, AdamW, RMSprop and Adagrad on a model
+whose batches repeat token ids: the update of an embedding table must be the canonical one
+in both backends.
 """
 
 from __future__ import annotations
@@ -170,11 +171,21 @@ model BagOfWords(vocab: int = 12, d: int = 4) {
 """
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
-def test_five_adam_steps_with_repeated_ids_end_within_tolerance(optimizer: str) -> None:
+@pytest.mark.parametrize(("optimizer", "args"), [
+    ("adam", {}), ("adamw", {}), ("rmsprop", {}),
+    # a large epsilon tells `g / (sqrt(v) + eps)` from Keras' own `g / sqrt(v + eps)`
+    ("rmsprop", {"momentum": 0.9, "centered": True, "weight_decay": 0.01, "epsilon": 0.1}),
+    ("adagrad", {}),
+    ("adagrad", {"weight_decay": 0.01, "initial_accumulator_value": 0.0, "epsilon": 0.1})],
+    ids=["adam", "adamw", "rmsprop", "rmsprop-momentum-centered-decay", "adagrad",
+         "adagrad-decay-from-zero"])
+def test_five_adaptive_steps_with_repeated_ids_end_within_tolerance(
+        optimizer: str, args: dict[str, Any]) -> None:
+    """Against PyTorch's own optimizers (torch.optim.Adam, AdamW, RMSprop, Adagrad): the
+    Keras side computes the same canonical update."""
     program = graphdsl.compile(BAG_OF_WORDS)
     model = program.model()
-    settings = settings_for(model, optimizer, lr=1e-2)
+    settings = settings_for(model, optimizer, lr=1e-2, **args)
     rng = np.random.default_rng(0)
     batches = [{"ids": rng.integers(1, 4, (4, 6)).astype("int32"),   # ids 1..3 repeat
                 "label": rng.integers(0, 3, 4).astype("int32")} for _ in range(STEPS)]
