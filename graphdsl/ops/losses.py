@@ -99,11 +99,26 @@ register(OpDef(
 ))
 
 
+def require_one_shape(call: OpCall, pred: TensorType, target: TensorType) -> None:
+    """Elementwise losses and metrics compare prediction and target position by position:
+    the shapes must be equal (Keras would broadcast [B, 1] against [B] to [B, B])."""
+    if pred.shape is None or target.shape is None or pred.shape == target.shape:
+        return
+    help_text = None
+    if len(pred.shape) == len(target.shape) + 1 and pred.shape[-1] == 1 and \
+            tuple(pred.shape[:-1]) == tuple(target.shape):
+        help_text = ("the prediction has a trailing axis of 1: index it with `[..., 0]`, or "
+                     f"declare the target as {target.dtype}{shape_str(pred.shape)}")
+    elif len(target.shape) == len(pred.shape) + 1 and target.shape[-1] == 1 and \
+            tuple(target.shape[:-1]) == tuple(pred.shape):
+        help_text = "the target has a trailing axis of 1: index it with `[..., 0]`"
+    raise ShapeError(f"`{call.op.name}` requires prediction and target of one shape, got "
+                     f"{pred} and {target}", "target", help=help_text)
+
+
 def _elementwise_loss(call: OpCall) -> TensorType:
     pred, target = call.input("pred"), call.input("target")
-    if pred.shape is not None and target.shape is not None and pred.shape != target.shape:
-        raise ShapeError(f"`{call.op.name}` requires prediction and target of one shape, got "
-                         f"{pred} and {target}", "target")
+    require_one_shape(call, pred, target)
     if not target.is_float:
         raise ShapeError(f"`{call.op.name}` requires float targets, got {target}", "target",
                          code="dtype-mismatch", help="cast(target, float32)")

@@ -7,7 +7,7 @@ A metric is aggregated over an epoch as sum(value * m) / sum(m) over all valid s
 from __future__ import annotations
 
 from ..ir.types import ShapeError, TensorType
-from .losses import SCALAR, _check_weights, sample_shape
+from .losses import SCALAR, _check_weights, require_one_shape, sample_shape
 from .registry import Arg, In, OpCall, OpDef, register
 
 
@@ -37,9 +37,7 @@ register(OpDef(
 
 def _binary_accuracy(call: OpCall) -> TensorType:
     pred, target = call.input("pred"), call.input("target")
-    if pred.shape is not None and target.shape is not None and pred.shape != target.shape:
-        raise ShapeError(f"`binary_accuracy` requires prediction and target of one shape, got "
-                         f"{pred} and {target}", "target")
+    require_one_shape(call, pred, target)
     _check_weights(call, sample_shape(call))
     return SCALAR
 
