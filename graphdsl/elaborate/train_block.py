@@ -62,6 +62,9 @@ SETTINGS: dict[str, tuple[str, Any, str]] = {
     "shard": ("bool", False, "under torchrun, shard parameters, gradients and optimizer state "
               "over the processes (FSDP2)"),
     "devices": ("int", 1, "Keras: replicas of tf.distribute.MirroredStrategy"),
+    "adapt": ("str", None, "Keras' `adapt`: the Normalization layers whose paths match this "
+              "pattern take the mean and variance of their input over the training data "
+              "before the first step (each must read a model input)"),
 }
 # Keras' fit() and PyTorch Lightning's names of train settings -> graphdsl's (or a hint).
 SETTING_HABITS = {
@@ -166,6 +169,8 @@ def check_train_block(train: ast.TrainDef, graph: ModelGraph, sink: DiagnosticSi
                                     span)
     if "monitor" in config.settings:
         _check_monitor(str(config.settings["monitor"]), graph, sink, spans["monitor"])
+    if "adapt" in config.settings:
+        _check_adapt(str(config.settings["adapt"]), graph, sink, spans["adapt"])
     if not graph.losses and not graph.loss_statements:
         sink.error("no-loss", f"model `{graph.name}` has a train block but no loss",
                    train.model.span, help="add `loss ...` to the model")
@@ -181,6 +186,49 @@ def _check_monitor(name: str, graph: ModelGraph, sink: DiagnosticSink, span: Any
         sink.error("train-setting", f"`monitor` names `{name}`, which the run does not log",
                    span, help=suggestion_help(name, logged) or
                    "it logs: " + ", ".join(logged))
+
+
+def adapted_layers(graph: ModelGraph, pattern: str) -> tuple[list[tuple[str, str, Any]],
+                                                             list[str]]:
+    """The Normalization layers `adapt = pattern` sets from the data, as (layer path, the
+    model input it reads, its axis), and the problems of the layers it matches but cannot
+    set."""
+    found, problems = [], []
+    for path, record in graph.layers.items():
+        if record.op != "Normalization" or not matches(pattern, path):
+            continue
+        if record.args.get("mean") is not None:
+            problems.append(f"`{path}`: its `mean` and `variance` are arguments")
+            continue
+        sources = set()
+        for call in record.calls:
+            for producer, edge in graph.in_edges(call):
+                if edge["port"] == "x":
+                    sources.add(producer)
+        inputs = [n for n in sources if graph.node(n)["kind"] == "input"]
+        if len(sources) != 1 or len(inputs) != 1:
+            problems.append(f"`{path}`: it reads " + ("a computed tensor" if len(sources) == 1
+                                                      else "several tensors") +
+                            ", not one model input")
+            continue
+        found.append((path, graph.node(inputs[0])["name"], record.args.get("axis", -1)))
+    return found, problems
+
+
+def _check_adapt(pattern: str, graph: ModelGraph, sink: DiagnosticSink, span: Any) -> None:
+    found, problems = adapted_layers(graph, pattern)
+    if problems:
+        sink.error("train-setting", f"`adapt = {source_text(pattern)}` cannot set "
+                   + "; ".join(problems), span,
+                   help="adapt computes the statistics of a model input from the data: apply "
+                        "the Normalization to the input directly, or give mean and variance")
+    elif not found:
+        layers = [p for p, r in graph.layers.items() if r.op == "Normalization"]
+        sink.error("train-setting", f"`adapt = {source_text(pattern)}` matches no "
+                   "Normalization layer", span,
+                   help=(pattern_help(pattern, layers) or "its Normalization layers: "
+                         + ", ".join(f"`{p}`" for p in layers)) if layers else
+                   "add a `Normalization(axis = -1)` layer to adapt")
 
 
 def loss_terms_named(graph: ModelGraph, name: str) -> list[str]:

@@ -81,7 +81,9 @@ register(OpDef(
     inputs=(In("x", "number"),),
     args=(Arg("axis", "any", -1, doc="the axes with their own statistics (an int or a list)"),
           Arg("mean", "any", None, optional=True, doc="a number or a list shaped like the "
-              "statistics; without it the statistics are the state `adapt_mean`"),
+              "statistics; without it the statistics are the state `adapt_mean` and "
+              "`adapt_variance`, which the train setting `adapt` computes from the data "
+              "(Keras' `adapt`)"),
           Arg("variance", "any", None, optional=True),
           Arg("invert", "bool", False)),
     params=(_stats_param("adapt_mean", "zeros"), _stats_param("adapt_variance", "ones")),

@@ -16,6 +16,7 @@ from typing import Any
 
 from graphdsl.compiler import Program
 from graphdsl.ir.graph import ModelGraph
+from graphdsl.runtime.adapt import adapted_statistics
 from graphdsl.runtime.callbacks import Callback
 from graphdsl.runtime.callbacks.checkpointing import BestCheckpoints, Checkpointing
 from graphdsl.runtime.callbacks.early_stopping import EarlyStopping
@@ -85,6 +86,8 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
     if launched.main:  # rank 0 owns the folder; the others write nothing into it
         check_folder(settings.out, resume, force)  # before a large model is built
     data = load_data(model, settings)  # a data error comes before a model is built
+    adapted = adapted_statistics(model, str(settings["adapt"]), data.train) \
+        if settings["adapt"] else None
     engine = make_engine(program, model, settings)
     folder = RunFolder(settings.out, model, program.file)
     if Loop.world_of(engine).main:
@@ -93,6 +96,10 @@ def train_model(program: Program, model: ModelGraph, make_engine: EngineFactory,
         loop = Loop(program, model, settings, engine, quiet, folder,
                     default_callbacks(model, settings, quiet) + list(callbacks or []))
         loop.restore_from_files()
+        if adapted is not None:  # before a resume, which brings back the statistics
+            engine.load_arrays(adapted[0])
+            loop.say(f"adapted {len(adapted[0]) // 2} Normalization layer(s) to "
+                     f"{adapted[1]:,} training rows")
         if resume and not loop.resume():
             loop.say(f"nothing to resume in {settings.out}: starting fresh")
         if data.vocab is not None and loop.rank == 0:
