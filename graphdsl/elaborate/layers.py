@@ -79,7 +79,7 @@ class LayerRules:
             self.el.sink.error("too-many-arguments", f"`{op.name}` takes at most {len(op.args)} "
                             f"positional argument{'s' * (len(op.args) != 1)}, got "
                             f"{len(e.args)}", e.args[len(op.args)].span,
-                            help=f"its arguments: {', '.join(a.name for a in op.args)}")
+                            help=arguments_help(op))
             ok = False
         given: dict[str, tuple[ast.Expr, Span]] = {}
         for a, expr in zip(op.args, e.args, strict=False):
@@ -120,7 +120,7 @@ class LayerRules:
                 candidates = [*(a.name for a in op.args), *extra, *layer_args, *params]
                 self.el.sink.error("unknown-argument", f"`{op.name}` has no argument `{name}`",
                                 span, help=argument_help(name, candidates) or
-                                f"its arguments: {', '.join(a.name for a in op.args)}")
+                                arguments_help(op))
                 ok = False
                 # the argument it was meant to be is not also missing
                 meant.update(did_you_mean(name, [a.name for a in op.args]))
@@ -380,6 +380,12 @@ class LayerRules:
         if record and record.calls:
             return self.el.g.node(record.calls[0]).get("span")
         return layer.span
+
+
+def arguments_help(op: OpDef) -> str:
+    if not op.args:
+        return f"`{op.name}` takes no arguments: call it as `{op.name}()`"
+    return f"its arguments: {', '.join(a.name for a in op.args)}"
 
 
 def wrapped_layer_call(op: OpDef, e: ast.Call) -> ast.Call:

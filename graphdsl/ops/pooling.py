@@ -45,27 +45,34 @@ for _rank in (1, 2, 3):
 def _global_rule(rank: int) -> Callable[[OpCall], TensorType]:
     def rule(call: OpCall) -> TensorType:
         shape = call.shape("x", exact_rank=rank + 2)
-        return TensorType("float32", (shape[0], shape[-1]))
+        kept = (1,) * rank if call.args["keepdims"] else ()
+        return TensorType("float32", (shape[0], *kept, shape[-1]))
     return rule
 
 
+_KEEPDIMS = Arg("keepdims", "bool", False, doc="keep the pooled axes, with size 1")
+
 register(OpDef(
     "GlobalAveragePooling1D", "pooling", "layer", "Mean over the steps; masked steps are skipped.",
-    inputs=(In("x"), In("mask", "bool", optional=True)), infer=_global_rule(1), mask="consume",
-    canonical="y = sum_t x[t] m[t] / max(sum_t m[t], 1), m the mask (all ones if none)",
+    inputs=(In("x"), In("mask", "bool", optional=True)), args=(_KEEPDIMS,),
+    infer=_global_rule(1), mask="consume",
+    canonical="y = sum_t x[t] m[t] / max(sum_t m[t], 1), m the mask (all ones if none); "
+              "keepdims: [B, 1, C]",
 ))
 register(OpDef(
     "GlobalMaxPooling1D", "pooling", "layer", "Max over the steps; masked steps are skipped.",
-    inputs=(In("x"), In("mask", "bool", optional=True)), infer=_global_rule(1), mask="consume",
+    inputs=(In("x"), In("mask", "bool", optional=True)), args=(_KEEPDIMS,),
+    infer=_global_rule(1), mask="consume",
     canonical="y = max over t of where(m[t], x[t], -1e9): masked steps never win; a row "
-              "with every step masked gives -1e9",
+              "with every step masked gives -1e9; keepdims: [B, 1, C]",
 ))
 for _rank, _axes in ((2, "height and width"), (3, "depth, height and width")):
     for _kind, _word in (("Average", "Mean"), ("Max", "Max")):
         register(OpDef(
             f"Global{_kind}Pooling{_rank}D", "pooling", "layer", f"{_word} over {_axes}.",
-            inputs=(In("x"),), infer=_global_rule(_rank), mask="drop",
-            canonical=f"y = {_word.lower()} over axes {', '.join(map(str, range(1, _rank + 1)))}",
+            inputs=(In("x"),), args=(_KEEPDIMS,), infer=_global_rule(_rank), mask="drop",
+            canonical=f"y = {_word.lower()} over axes {', '.join(map(str, range(1, _rank + 1)))}"
+                      " (kept with size 1 with keepdims)",
         ))
 
 

@@ -220,6 +220,16 @@ def test_global_pooling3d() -> None:
         check(ours(f"Global{kind}Pooling3D", x, {}), keras_layer(layer, x), kind)
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_global_pooling_keepdims(rank: int) -> None:
+    x = rng(52).standard_normal((2, *(3, 4, 5)[:rank], 6)).astype(np.float32)
+    for kind in ("Average", "Max"):
+        layer = getattr(keras.layers, f"Global{kind}Pooling{rank}D")(keepdims=True)
+        expected = keras_layer(layer, x)
+        assert expected.shape == (2, *[1] * rank, 6)
+        check(ours(f"Global{kind}Pooling{rank}D", x, {}, keepdims=True), expected, kind)
+
+
 ADAPTIVE_TORCH = {("Average", 1): torch.nn.AdaptiveAvgPool1d,
                   ("Average", 2): torch.nn.AdaptiveAvgPool2d,
                   ("Average", 3): torch.nn.AdaptiveAvgPool3d,

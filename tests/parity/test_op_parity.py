@@ -453,8 +453,10 @@ def _pooling_cases() -> None:
     for name in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
         case(name, "no-mask", x=x, mask=None)
         case(name, "mask", x=x, mask=mask)
+        case(name, "mask-keepdims", x=x, mask=mask, keepdims=True)
     for name in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         case(name, "plain", x=normal(r, 2, 3, 4, 5))
+        case(name, "keepdims", x=normal(r, 2, 3, 4, 5), keepdims=True)
     for name in ("GlobalAveragePooling3D", "GlobalMaxPooling3D"):
         case(name, "plain", x=normal(r, 2, 3, 4, 2, 5))
     for kind in ("Average", "Max"):

@@ -59,29 +59,31 @@ MASKED_MAX_FILL = -1e9
 
 
 @impl("GlobalAveragePooling1D")
-def global_average_pooling1d(*, x: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+def global_average_pooling1d(*, x: tf.Tensor, mask: tf.Tensor | None = None,
+                             keepdims: bool = False) -> tf.Tensor:
     if mask is None:
-        return ops.mean(x, axis=1)
+        return ops.mean(x, axis=1, keepdims=keepdims)
     m = ops.cast(mask, "bool")[..., None]
-    total = ops.sum(ops.where(m, x, ops.zeros_like(x)), axis=1)
-    count = ops.sum(ops.cast(m, x.dtype), axis=1)
+    total = ops.sum(ops.where(m, x, ops.zeros_like(x)), axis=1, keepdims=keepdims)
+    count = ops.sum(ops.cast(m, x.dtype), axis=1, keepdims=keepdims)
     return total / ops.maximum(count, 1.0)
 
 
 @impl("GlobalMaxPooling1D")
-def global_max_pooling1d(*, x: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+def global_max_pooling1d(*, x: tf.Tensor, mask: tf.Tensor | None = None,
+                         keepdims: bool = False) -> tf.Tensor:
     if mask is not None:
         x = ops.where(ops.cast(mask, "bool")[..., None], x,
                       ops.convert_to_tensor(MASKED_MAX_FILL, dtype=x.dtype))
-    return ops.max(x, axis=1)
+    return ops.max(x, axis=1, keepdims=keepdims)
 
 
-def _global_average(*, x: tf.Tensor) -> tf.Tensor:
-    return ops.mean(x, axis=tuple(range(1, len(x.shape) - 1)))
+def _global_average(*, x: tf.Tensor, keepdims: bool = False) -> tf.Tensor:
+    return ops.mean(x, axis=tuple(range(1, len(x.shape) - 1)), keepdims=keepdims)
 
 
-def _global_max(*, x: tf.Tensor) -> tf.Tensor:
-    return ops.max(x, axis=tuple(range(1, len(x.shape) - 1)))
+def _global_max(*, x: tf.Tensor, keepdims: bool = False) -> tf.Tensor:
+    return ops.max(x, axis=tuple(range(1, len(x.shape) - 1)), keepdims=keepdims)
 
 
 for _rank in (2, 3):

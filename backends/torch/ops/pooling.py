@@ -65,29 +65,31 @@ MASKED_MAX_FILL = -1e9
 
 
 @impl("GlobalAveragePooling1D")
-def global_average_pooling1d(*, x: torch.Tensor,
-                             mask: torch.Tensor | None = None) -> torch.Tensor:
+def global_average_pooling1d(*, x: torch.Tensor, mask: torch.Tensor | None = None,
+                             keepdims: bool = False) -> torch.Tensor:
     if mask is None:
-        return x.mean(dim=1)
+        return x.mean(dim=1, keepdim=keepdims)
     m = mask.unsqueeze(-1)
-    total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=1)
-    return total / m.sum(dim=1).clamp_min(1).to(x.dtype)
+    total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(
+        dim=1, keepdim=keepdims)
+    return total / m.sum(dim=1, keepdim=keepdims).clamp_min(1).to(x.dtype)
 
 
 @impl("GlobalMaxPooling1D")
-def global_max_pooling1d(*, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def global_max_pooling1d(*, x: torch.Tensor, mask: torch.Tensor | None = None,
+                         keepdims: bool = False) -> torch.Tensor:
     if mask is not None:
         x = torch.where(mask.unsqueeze(-1), x,
                         torch.full((), MASKED_MAX_FILL, dtype=x.dtype, device=x.device))
-    return x.amax(dim=1)
+    return x.amax(dim=1, keepdim=keepdims)
 
 
-def _global_average(*, x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=tuple(range(1, x.dim() - 1)))
+def _global_average(*, x: torch.Tensor, keepdims: bool = False) -> torch.Tensor:
+    return x.mean(dim=tuple(range(1, x.dim() - 1)), keepdim=keepdims)
 
 
-def _global_max(*, x: torch.Tensor) -> torch.Tensor:
-    return x.amax(dim=tuple(range(1, x.dim() - 1)))
+def _global_max(*, x: torch.Tensor, keepdims: bool = False) -> torch.Tensor:
+    return x.amax(dim=tuple(range(1, x.dim() - 1)), keepdim=keepdims)
 
 
 for _rank in (2, 3):
