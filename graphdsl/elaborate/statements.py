@@ -229,18 +229,37 @@ class StatementRules:
         dtype = t.dtype.name
         if actual.shape is None:
             return None
+        rest = [i for i, d in enumerate(t.dims) if isinstance(d, ast.EllipsisExpr)]
+        for extra in rest[1:]:
+            self.el.sink.error("argument-value", "a type has at most one `...`",
+                               t.dims[extra].span)
+            return None
+        # `...` stands for any run of axes: the sizes around it are read from both ends
+        before = t.dims[:rest[0]] if rest else t.dims
+        after = t.dims[rest[0] + 1:] if rest else ()
+        rank = len(actual.shape)
+        fits = rank >= len(before) + len(after)  # else nothing is bound: the rank is wrong
+        positions = [*range(len(before)), *range(rank - len(after), rank)]
         dims: list[Dim] = []
-        for i, d in enumerate(t.dims):
+        for d, i in zip((*before, *after), positions, strict=True):
             if isinstance(d, ast.Name) and d.id not in scope.formals and \
-                    d.id not in scope.symbols and i < len(actual.shape):
+                    d.id not in scope.symbols and 0 <= i < rank and fits:
                 scope.symbols[d.id] = actual.shape[i]
                 scope.symbol_spans[d.id] = d.span
             dims.append(self.dim_expr(d, scope))
-        declared = TensorType(dtype, tuple(dims))
+        head, tail = dims[:len(before)], dims[len(before):]
+        if rest:
+            shown = ", ".join([*map(str, head), "...", *map(str, tail)])
+            expected = f"{dtype}[{shown}]"
+            if not fits:
+                return "shape-mismatch", expected
+            dims = [*head, *actual.shape[len(head):rank - len(tail)], *tail]
+        else:
+            expected = str(TensorType(dtype, tuple(dims)))
         if actual.dtype != dtype:
-            return "dtype-mismatch", str(declared)
+            return "dtype-mismatch", expected
         if tuple(actual.shape) != tuple(dims):
-            return "shape-mismatch", str(declared)
+            return "shape-mismatch", expected
         return None
 
     def tensor_type(self, t: ast.TensorTypeExpr, scope: Scope) -> TensorType:
@@ -250,7 +269,14 @@ class StatementRules:
                             help=suggestion_help(dtype, DTYPES) or
                             "dtypes: " + ", ".join(DTYPES))
             dtype = "float32"
-        return TensorType(dtype, tuple(self.dim_expr(d, scope) for d in t.dims))
+        for d in t.dims:
+            if isinstance(d, ast.EllipsisExpr):
+                self.el.sink.error("argument-value", "`...` (any run of axes) belongs in a "
+                                   "block's input; a model's inputs, targets and parameters "
+                                   "have definite shapes", d.span,
+                                   help="name each axis: `float32[B, T, d]`")
+        return TensorType(dtype, tuple(Sym.named("?") if isinstance(d, ast.EllipsisExpr)
+                                       else self.dim_expr(d, scope) for d in t.dims))
 
     def dim_expr(self, e: ast.Expr, scope: Scope) -> Dim:
         """A dimension of a declared type; one that is not a positive size is reported and

@@ -116,8 +116,11 @@ class _TreeBuilder(Transformer_NonRecursive):
 
     def tensor_type(self, meta: Any, c: list[Any]) -> ast.TensorTypeExpr:
         dtype, *dims = c
-        return ast.TensorTypeExpr(self._ident(dtype), tuple(d for d in dims if d is not None),
-                                  self._span(meta))
+        return ast.TensorTypeExpr(
+            self._ident(dtype),
+            tuple(ast.EllipsisExpr(token_span(self.file, d)) if isinstance(d, Token) else d
+                  for d in dims if d is not None),
+            self._span(meta))
 
     def layer_stmt(self, meta: Any, c: list[Any]) -> ast.LayerStmt:
         return ast.LayerStmt(self._span(meta), self._ident(c[0]), c[1])
