@@ -477,6 +477,10 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
             f"{before[0] if before else 'h'} {op} ...`"
     if "elif" in before[-1:]:
         return "graphdsl writes `else if`"
+    count = re.search(r"\brepeat\s+([A-Za-z_]\w*\s*\[[^\]]*\])", line_text[:column])
+    if count is not None:
+        return "the count of `repeat` is a number, a name or an expression in parentheses: " \
+            f"`repeat ({count.group(1)}) Block()(x)`"
     if str(token) == ":" and before[:1] in (["for"], ["if"], ["else"], ["}"]):
         return "a loop's or a condition's body is in braces: `for i in range(3) { ... }`"
     if token.type == "ELSE" and "LBRACE" in expected:
