@@ -46,7 +46,7 @@ from graphdsl.ops.registry import (
     OpDef,
 )
 from graphdsl.ops.registry import _Unknown as UnknownShape
-from graphdsl.ops.specs import SPEC_TABLES, Spec, spec_alias_help
+from graphdsl.ops.specs import SPEC_CHOICES, SPEC_TABLES, Spec, spec_alias_help
 from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:  # the elaborator owns this room; the room only calls back into it
@@ -374,6 +374,16 @@ class OpRules:
             else:
                 out[pname] = default
         if out_of_range or self.report_misordered(name, out, span):
+            return POISON
+        for (spec_name, pname), choices in SPEC_CHOICES.items():
+            if spec_name == name and out.get(pname) not in choices:
+                self.el.sink.error("argument-value", f"`{pname}` of `{name}` is one of "
+                                   + ", ".join(f'"{c}"' for c in choices) +
+                                   f", got {source_text(out.get(pname))}", span)
+                return POISON
+        if name == "variance_scaling" and not out["scale"] > 0:
+            self.el.sink.error("argument-value", f"`scale` of `{name}` must be positive, got "
+                               f"{source_text(out['scale'])}", span)
             return POISON
         if kind == "constraint" and out.get("mode") not in ("project", "reparam"):
             self.el.sink.error("argument-value", f"`mode` of `{name}` is \"project\" or "

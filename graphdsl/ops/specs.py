@@ -60,6 +60,13 @@ INITIALIZERS = _table(
     SpecDef("he_normal", {}, "truncated N(0, 2 / fan_in)"),
     SpecDef("he_uniform", {}, "U(-l, l), l = sqrt(6 / fan_in)"),
     SpecDef("lecun_normal", {}, "truncated N(0, 1 / fan_in)"),
+    SpecDef("lecun_uniform", {}, "U(-l, l), l = sqrt(3 / fan_in)"),
+    SpecDef("variance_scaling", {"scale": 1.0, "mode": "fan_in",
+                                 "distribution": "truncated_normal"},
+            "Keras' VarianceScaling: v = scale / n, n = fan_in, fan_out or fan_avg (their "
+            "mean); truncated_normal: N(0, v) cut at two standard deviations (the standard "
+            "deviation corrected for the cut), untruncated_normal: N(0, v), uniform: "
+            "U(-sqrt(3 v), sqrt(3 v))"),
     SpecDef("orthogonal", {"gain": 1.0}, "a (semi-)orthogonal matrix times gain"),
     SpecDef("identity", {"gain": 1.0}, "gain times the identity (2-D, square or not)"),
     SpecDef("binary", {"p": 0.5}, "1 with probability p, else 0"),
@@ -160,6 +167,12 @@ def default_spec(kind: str, name: str) -> Spec:
     return Spec(kind, name, tuple(table[name].args.items()))
 
 
+# Spec arguments that take one of a few strings: (spec, argument) -> the choices.
+SPEC_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("variance_scaling", "mode"): ("fan_in", "fan_out", "fan_avg"),
+    ("variance_scaling", "distribution"): ("truncated_normal", "untruncated_normal", "uniform"),
+}
+
 # Keras' and PyTorch's names of initializers and optimizers -> graphdsl's.
 SPEC_ALIASES = {
     "random_normal": "normal", "RandomNormal": "normal", "normal_": "normal",
@@ -172,7 +185,8 @@ SPEC_ALIASES = {
     "kaiming_uniform": "he_uniform", "kaiming_uniform_": "he_uniform", "HeUniform": "he_uniform",
     "Zeros": "zeros", "zeros_": "zeros", "Ones": "ones", "ones_": "ones",
     "Constant": "constant", "constant_": "constant", "Orthogonal": "orthogonal",
-    "orthogonal_": "orthogonal", "Adam": "adam", "AdamW": "adamw", "SGD": "sgd",
+    "orthogonal_": "orthogonal", "VarianceScaling": "variance_scaling",
+    "LecunUniform": "lecun_uniform", "LecunNormal": "lecun_normal", "Adam": "adam", "AdamW": "adamw", "SGD": "sgd",
     "RMSprop": "rmsprop", "Adagrad": "adagrad", "CosineAnnealingLR": "cosine",
     "CosineDecay": "cosine", "StepLR": "step", "ExponentialDecay": "step",
 }

@@ -113,6 +113,20 @@ def initial_value(spec: Spec, shape: Shape, rng: np.random.Generator,
         return _drawn(dims, dtype, lambda n: rng.uniform(-limit, limit, n))
     if name == "lecun_normal":
         return _truncated(rng, dims, 0.0, np.sqrt(1.0 / fan_in) / _TRUNCATED_STD)
+    if name == "lecun_uniform":
+        limit = np.sqrt(3.0 / fan_in)
+        return _drawn(dims, dtype, lambda n: rng.uniform(-limit, limit, n))
+    if name == "variance_scaling":
+        fan = {"fan_in": fan_in, "fan_out": fan_out,
+               "fan_avg": (fan_in + fan_out) / 2.0}[spec["mode"]]
+        variance = spec["scale"] / max(1.0, fan)
+        if spec["distribution"] == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return _drawn(dims, dtype, lambda n: rng.uniform(-limit, limit, n))
+        if spec["distribution"] == "untruncated_normal":
+            std = np.sqrt(variance)
+            return _drawn(dims, dtype, lambda n: std * rng.standard_normal(n))
+        return _truncated(rng, dims, 0.0, np.sqrt(variance) / _TRUNCATED_STD)
     if name == "orthogonal":
         return spec["gain"] * _orthogonal(rng, dims)
     if name == "identity":
