@@ -14,6 +14,7 @@ from graphdsl.diagnostics import (
     source_text,
     suggestion_help,
 )
+from graphdsl.elaborate.merges import MERGE_LAYERS
 from graphdsl.elaborate.values import (
     LAYER_LIKE,
     MAX_EXPRESSION_DEPTH,
@@ -483,16 +484,18 @@ OTHER_SPELLINGS = {
     "mean_squared_error": "mse", "mse_loss": "mse", "L1Loss": "mae", "l1_loss": "mae",
     "mean_absolute_error": "mae", "HuberLoss": "huber", "SmoothL1Loss": "huber",
     "huber_loss": "huber", "sparse_categorical_accuracy": "accuracy", "categorical_accuracy":
-    "accuracy", "cat": "concat", "concatenate": "concat", "Concatenate": "concat",
+    "accuracy", "cat": "concat",
     "reduce_mean": "mean", "reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min",
     "unsqueeze": "expand_dims", "view": "reshape", "permute": "transpose", "detach":
-    "stop_gradient", "Add": "add", "Multiply": "multiply",
+    "stop_gradient",
 }
 
 
 def habit_help(name: str) -> str | None:
     if name in HABITS:
         return HABITS[name]
+    if name in MERGE_LAYERS:
+        return f"a merge layer is called on its tensors where it is made: `{name}()([a, b])`"
     if name in OTHER_SPELLINGS:
         return f"graphdsl spells it `{OTHER_SPELLINGS[name]}`"
     if name in FRAMEWORK_NAMES:

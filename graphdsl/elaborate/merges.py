@@ -1,0 +1,202 @@
+"""Keras' merge layers, `Concatenate(axis = 1)([a, b])`, `Add()([a, b, c])`, `Dot(axes = 1)`,
+written as a Keras functional model writes them: each call is the same program written
+with the language's own operators and functions (`concat`, `+`, `maximum`, `einsum`), so
+the registry, the shape checks and both backends are the ones those already have. A merge
+layer holds no weights; `name =` is accepted and has nothing to name.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import TYPE_CHECKING, Any
+
+from graphdsl.elaborate.values import POISON, Poison, Scope, Tensor, lookup_global
+from graphdsl.syntax import tree as ast
+
+if TYPE_CHECKING:
+    from graphdsl.elaborate.core import Elaborator
+
+# Keras name -> (its arguments with their defaults, the fewest tensors it merges)
+MERGE_LAYERS: dict[str, tuple[dict[str, Any], int]] = {
+    "Concatenate": ({"axis": -1}, 1), "Add": ({}, 1), "Subtract": ({}, 2),
+    "Multiply": ({}, 1), "Average": ({}, 1), "Maximum": ({}, 1), "Minimum": ({}, 1),
+    "Dot": ({"axes": None, "normalize": False}, 2),
+}
+
+
+# Keras' functional forms, `layers.add([a, b])`, `layers.concatenate([a, b], axis = 1)`:
+# the same merges (a call with one list literal; `add(a, b)` stays the binary function).
+FUNCTION_FORMS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
+                  "average": "Average", "maximum": "Maximum", "minimum": "Minimum",
+                  "concatenate": "Concatenate", "dot": "Dot"}
+
+
+class Merges:
+    def __init__(self, el: Elaborator):
+        self.el = el
+
+    def is_merge_call(self, e: ast.Call, scope: Scope) -> bool:
+        """`Concatenate(...)([...])` or `concatenate([...], ...)`, where the program does not
+        define the name itself."""
+        inner = e.func
+        if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name):
+            return inner.func.id in MERGE_LAYERS and inner.func.id not in scope.env and \
+                lookup_global(inner.func.id, scope.namespace) is None
+        return isinstance(inner, ast.Name) and inner.id in FUNCTION_FORMS and \
+            inner.id not in scope.env and len(e.args) == 1 and \
+            isinstance(e.args[0], ast.ListExpr)
+
+    def call(self, e: ast.Call, scope: Scope) -> Any:
+        if isinstance(e.func, ast.Call):  # Concatenate(axis = 1)([a, b])
+            assert isinstance(e.func.func, ast.Name)
+            name = e.func.func.id
+            args = self._arguments(name, e.func.args, e.func.keywords)
+            items = self._tensors(name, e)
+        else:  # concatenate([a, b], axis = 1)
+            assert isinstance(e.func, ast.Name)
+            name = FUNCTION_FORMS[e.func.id]
+            args = self._arguments(name, (), e.keywords)
+            items = self._tensors(name, ast.Call(e.span, e.func, e.args, ()))
+        if args is None or items is None:  # still check what the tensors are made of
+            for a in e.args:
+                for item in a.items if isinstance(a, ast.ListExpr) else (a,):
+                    self.el.expressions.eval(item, scope)
+            return POISON
+        # each tensor is computed once; the rewritten call reads it under a name no
+        # program can write
+        values = [self.el.expressions.eval(item, scope) for item in items]
+        if any(isinstance(v, Poison) for v in values):
+            return POISON
+        names = [f"<{name} tensor {i}>" for i in range(len(values))]
+        refs: list[ast.Expr] = [ast.Name(item.span, n) for item, n in zip(items, names,
+                                                                          strict=True)]
+        scope.env.update(zip(names, values, strict=True))
+        try:
+            rewritten = self._rewrite(name, args, refs, values, e, scope)
+            return POISON if rewritten is None else self.el.expressions.eval(rewritten, scope)
+        finally:
+            for n in names:
+                del scope.env[n]
+
+    def _arguments(self, name: str, positional: tuple[ast.Expr, ...],
+                   keywords: tuple[ast.Keyword, ...]) -> dict[str, ast.Expr] | None:
+        defaults = MERGE_LAYERS[name][0]
+        names = list(defaults)
+        if len(positional) > len(names):
+            self.el.sink.error("too-many-arguments", f"`{name}` takes "
+                               + (", ".join(f"`{n}`" for n in names) or "no arguments"),
+                               positional[len(names)].span,
+                               help=f"the tensors go in the second call: `{name}()([a, b])`")
+            return None
+        given = dict(zip(names, positional, strict=False))
+        for k in keywords:
+            if k.name == "name":
+                continue  # nothing to name: a merge layer holds no weights
+            if k.name not in defaults:
+                self.el.sink.error("unknown-argument", f"`{name}` has no argument `{k.name}`",
+                                   k.span, help=f"its arguments: {', '.join(names)}"
+                                   if names else f"`{name}` takes no arguments")
+                return None
+            given[k.name] = k.value
+        return given
+
+    def _tensors(self, name: str, e: ast.Call) -> list[ast.Expr] | None:
+        fewest = MERGE_LAYERS[name][1]
+        if len(e.args) == 1 and not e.keywords and isinstance(e.args[0], ast.ListExpr) and \
+                len(e.args[0].items) >= fewest:
+            if name in ("Subtract", "Dot") and len(e.args[0].items) != 2:
+                self.el.sink.error("argument-value", f"`{name}` merges exactly two tensors, "
+                                   f"got {len(e.args[0].items)}", e.args[0].span)
+                return None
+            return list(e.args[0].items)
+        where = e.args[0].span if e.args else e.span
+        self.el.sink.error("argument-type", f"`{name}(...)` is called on a list of tensors "
+                           f"written out: `{name}()([a, b])`", where,
+                           help="merge layers take their tensors as one list literal")
+        return None
+
+    def _rewrite(self, name: str, args: dict[str, ast.Expr], items: list[ast.Expr],
+                 values: list[Any], e: ast.Call, scope: Scope) -> ast.Expr | None:
+        span = e.span
+
+        def call(func: str, *positional: ast.Expr, **keywords: ast.Expr) -> ast.Call:
+            return ast.Call(span, ast.Name(span, func), tuple(positional),
+                            tuple(ast.Keyword(k, v, span) for k, v in keywords.items()))
+
+        def chain(op: str) -> ast.Expr:
+            result = items[0]
+            for item in items[1:]:
+                result = ast.BinOp(span, op, result, item)
+            return result
+
+        if name == "Concatenate":
+            return call("concat", ast.ListExpr(span, tuple(items)),
+                        axis=args.get("axis", ast.Number(span, -1)))
+        if name == "Add":
+            return chain("+")
+        if name == "Subtract":
+            return ast.BinOp(span, "-", items[0], items[1])
+        if name == "Multiply":
+            return chain("*")
+        if name == "Average":
+            return ast.BinOp(span, "/", chain("+"), ast.Number(span, float(len(items))))
+        if name in ("Maximum", "Minimum"):
+            result = items[0]
+            for item in items[1:]:
+                result = call(name.lower(), result, item)
+            return result
+        return self._dot(args, items, values, span, scope)
+
+    def _dot(self, args: dict[str, ast.Expr], items: list[ast.Expr], values: list[Any],
+             span: Any, scope: Scope) -> ast.Expr | None:
+        """keras.layers.Dot: contract axis axes[0] of a with axes[1] of b, per sample; the
+        other axes of a, then of b; a product of two vectors is [B, 1]."""
+        left, right = values
+        if not (isinstance(left, Tensor) and isinstance(right, Tensor)):
+            self.el.sink.error("argument-type", "`Dot` merges two tensors", span)
+            return None
+        if left.type.shape is None or right.type.shape is None:
+            return None
+        axes_expr = args.get("axes")
+        axes = self.el.expressions.eval(axes_expr, scope) if axes_expr is not None else None
+        value = getattr(axes, "value", None)
+        pair = [value, value] if isinstance(value, int) else list(value) \
+            if isinstance(value, (list, tuple)) and len(value) == 2 else None
+        ranks = (len(left.type.shape), len(right.type.shape))
+        if pair is None or not all(isinstance(a, int) for a in pair) or \
+                not all(-r < a < r and a % r != 0 for a, r in zip(pair, ranks, strict=True)):
+            self.el.sink.error("argument-value", "`axes` of `Dot` is an axis (or one per "
+                               "tensor) other than the batch axis", axes_expr.span
+                               if axes_expr is not None else span,
+                               help="`Dot(axes = 1)([a, b])` for two [B, d] tensors")
+            return None
+        pair = [a % r for a, r in zip(pair, ranks, strict=True)]
+        sizes = (left.type.shape[pair[0]], right.type.shape[pair[1]])
+        if sizes[0] != sizes[1]:
+            self.el.sink.error("shape-mismatch", f"`Dot` contracts axis {pair[0]} of "
+                               f"{left.type} with axis {pair[1]} of {right.type}: {sizes[0]} "
+                               f"and {sizes[1]} differ", span,
+                               help="choose `axes` whose sizes are equal")
+            return None
+        letters = iter(string.ascii_lowercase)
+        batch, contracted = next(letters), next(letters)
+        a_axes = [batch] + [contracted if i == pair[0] else next(letters)
+                            for i in range(1, ranks[0])]
+        b_axes = [batch] + [contracted if i == pair[1] else next(letters)
+                            for i in range(1, ranks[1])]
+        out = [batch] + [x for x in a_axes[1:] + b_axes[1:] if x != contracted]
+        a, b = items
+        normalize = args.get("normalize")
+        if normalize is not None and getattr(self.el.expressions.eval(normalize, scope),
+                                             "value", False) is True:
+            a = ast.Call(span, ast.Name(span, "l2_normalize"), (a,),
+                         (ast.Keyword("axis", ast.Number(span, pair[0]), span),))
+            b = ast.Call(span, ast.Name(span, "l2_normalize"), (b,),
+                         (ast.Keyword("axis", ast.Number(span, pair[1]), span),))
+        spec = f"{''.join(a_axes)},{''.join(b_axes)}->{''.join(out)}"
+        product: ast.Expr = ast.Call(span, ast.Name(span, "einsum"),
+                                     (ast.String(span, spec), a, b), ())
+        if len(out) == 1:  # two vectors per sample: [B] -> [B, 1], as Keras returns
+            product = ast.Call(span, ast.Name(span, "expand_dims"), (product,),
+                               (ast.Keyword("axis", ast.Number(span, -1), span),))
+        return product

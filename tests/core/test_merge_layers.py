@@ -1,0 +1,61 @@
+"""Keras' merge layers and their functional forms, written as Keras code writes them."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphdsl import GraphdslError
+from graphdsl.compiler import compile_text
+
+PROGRAM = """
+model Merged {
+    input a : float32[B, 4]
+    input b : float32[B, 4]
+    input q : float32[B, 5, 8]
+    input k : float32[B, 7, 8]
+    inference output cat = Concatenate(axis = -1)([a, b, a])
+    inference output cat_f = concatenate([a, b], axis = 1)
+    inference output total = Add()([Dense(4, name = "proj")(a), b, a])
+    inference output total_f = add([a, b])
+    inference output difference = Subtract()([a, b])
+    inference output product = Multiply(name = "gate")([a, b])
+    inference output mean = Average()([a, b])
+    inference output high = Maximum()([a, b, a])
+    inference output low = minimum([a, b])
+    inference output scores = Dot(axes = 2)([q, k])
+    inference output cosine = Dot(axes = 1, normalize = true)([a, b])
+}
+"""
+
+
+def test_merge_layers_have_kerass_output_shapes() -> None:
+    model = compile_text(PROGRAM, "<test>").model()
+    shapes = {model.node(n)["name"]: str(model.node(n)["type"]) for n in model.outputs}
+    assert shapes == {
+        "cat": "float32[B, 12]", "cat_f": "float32[B, 8]", "total": "float32[B, 4]",
+        "total_f": "float32[B, 4]", "difference": "float32[B, 4]", "product": "float32[B, 4]",
+        "mean": "float32[B, 4]", "high": "float32[B, 4]", "low": "float32[B, 4]",
+        "scores": "float32[B, 5, 7]", "cosine": "float32[B, 1]"}
+    # the tensors are computed once: one Dense, no second copy for the rewritten sum
+    assert [n for n in model.params] and list(model.layers) == ["proj"]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("Subtract()([a, b, a])", "`Subtract` merges exactly two tensors, got 3"),
+    ("Dot(axes = 1)([a, c])", "`Dot` contracts axis 1 of float32[B, 4] with axis 1 of"),
+    ("Dot(axes = 0)([a, b])", "`axes` of `Dot` is an axis"),
+    ("Concatenate(axis = 1)(a)", "is called on a list of tensors written out"),
+    ("Add(mode = 1)([a, b])", "`Add` has no argument `mode`"),
+])
+def test_merge_mistakes_are_diagnostics(line: str, message: str) -> None:
+    source = f"""
+model M {{
+    input a : float32[B, 4]
+    input b : float32[B, 4]
+    input c : float32[B, 5]
+    inference output y = {line}
+}}
+"""
+    with pytest.raises(GraphdslError) as caught:
+        compile_text(source, "<test>")
+    assert message in str(caught.value)

@@ -1,0 +1,63 @@
+"""Keras' merge layers in graphdsl compute what keras.layers.Concatenate, Add, Subtract,
+Multiply, Average, Maximum, Minimum and Dot compute, in both backends."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+import graphdsl
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+PROGRAM = """
+model Merged {
+    input a : float32[B, 4]
+    input b : float32[B, 4]
+    input q : float32[B, 5, 8]
+    input k : float32[B, 7, 8]
+    inference output cat = Concatenate(axis = -1)([a, b, a])
+    inference output total = Add()([a, b, a])
+    inference output difference = Subtract()([a, b])
+    inference output product = Multiply()([a, b])
+    inference output mean = Average()([a, b])
+    inference output high = Maximum()([a, b, a])
+    inference output low = Minimum()([a, b])
+    inference output scores = Dot(axes = 2)([q, k])
+    inference output mixed = Dot(axes = [1, 1])([q, k[:, :5, :]])
+    inference output cosine = Dot(axes = 1, normalize = true)([a, b])
+}
+"""
+
+
+def keras_reference(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    a, b, q, k = (keras.ops.convert_to_tensor(inputs[n]) for n in ("a", "b", "q", "k"))
+    L = keras.layers
+    out = {"cat": L.Concatenate(axis=-1)([a, b, a]), "total": L.Add()([a, b, a]),
+           "difference": L.Subtract()([a, b]), "product": L.Multiply()([a, b]),
+           "mean": L.Average()([a, b]), "high": L.Maximum()([a, b, a]),
+           "low": L.Minimum()([a, b]), "scores": L.Dot(axes=2)([q, k]),
+           "mixed": L.Dot(axes=[1, 1])([q, k[:, :5, :]]),
+           "cosine": L.Dot(axes=1, normalize=True)([a, b])}
+    return {name: np.asarray(v) for name, v in out.items()}
+
+
+def test_merge_layers_equal_kerass_own() -> None:
+    rng = np.random.default_rng(11)
+    inputs = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal((3, 4)),
+              "q": rng.standard_normal((3, 5, 8)), "k": rng.standard_normal((3, 7, 8))}
+    inputs = {n: v.astype(np.float32) for n, v in inputs.items()}
+    expected = keras_reference(inputs)
+    module = graphdsl.compile(PROGRAM, backend="torch")
+    with torch.no_grad():
+        from_torch = {n: v.numpy() for n, v in
+                      module(**{n: torch.from_numpy(v) for n, v in inputs.items()}).items()}
+    from_keras = {n: np.asarray(v) for n, v in
+                  graphdsl.compile(PROGRAM, backend="keras")(inputs).items()}
+    for outputs in (from_torch, from_keras):
+        assert set(outputs) == set(expected)
+        for name, value in expected.items():
+            np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
