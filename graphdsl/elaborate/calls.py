@@ -108,8 +108,8 @@ class CallRules:
             return self.el.masks.mask_of(e, scope)
         if isinstance(e.func, ast.Name) and self.el.control.is_compile_time(e, scope):
             return self.el.control.call(e, scope)
-        if self.el.merges.is_merge_call(e, scope):
-            return self.el.merges.call(e, scope)
+        if self.el.stateless.is_stateless_call(e, scope):
+            return self.el.stateless.call(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):
             for a in e.args:

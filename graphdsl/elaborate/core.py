@@ -31,8 +31,8 @@ from graphdsl.elaborate.expressions import ExpressionRules
 from graphdsl.elaborate.layers import LayerRules
 from graphdsl.elaborate.losses import LossRules
 from graphdsl.elaborate.masks import MaskRules
-from graphdsl.elaborate.merges import Merges
 from graphdsl.elaborate.opcalls import OpRules
+from graphdsl.elaborate.stateless_layers import StatelessLayers
 from graphdsl.elaborate.statements import StatementRules
 from graphdsl.elaborate.values import (
     POISON,
@@ -78,7 +78,7 @@ class Elaborator:
         self.masks = MaskRules(self)
         self.losses = LossRules(self)
         self.control = ControlRules(self)
-        self.merges = Merges(self)
+        self.stateless = StatelessLayers(self)
         self.expressions.register(ast.Call, self.calls.eval_Call)
         self.expressions.register(ast.Repeat, self.calls.eval_Repeat)
 

@@ -14,7 +14,7 @@ from graphdsl.diagnostics import (
     source_text,
     suggestion_help,
 )
-from graphdsl.elaborate.merges import MERGE_LAYERS
+from graphdsl.elaborate.stateless_layers import MERGE_LAYERS, ONE_TENSOR_LAYERS
 from graphdsl.elaborate.values import (
     LAYER_LIKE,
     MAX_EXPRESSION_DEPTH,
@@ -496,6 +496,8 @@ def habit_help(name: str) -> str | None:
         return HABITS[name]
     if name in MERGE_LAYERS:
         return f"a merge layer is called on its tensors where it is made: `{name}()([a, b])`"
+    if name in ONE_TENSOR_LAYERS:
+        return f"a layer without weights is called where it is made: `{name}(...)(x)`"
     if name in OTHER_SPELLINGS:
         return f"graphdsl spells it `{OTHER_SPELLINGS[name]}`"
     if name in FRAMEWORK_NAMES:

@@ -1,4 +1,5 @@
-"""Keras' merge layers and their functional forms, written as Keras code writes them."""
+"""Keras' layers without weights (merges, activations, Permute, RepeatVector) and the merges'
+functional forms, written as Keras code writes them."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def test_merge_layers_have_kerass_output_shapes() -> None:
     ("Dot(axes = 0)([a, b])", "`axes` of `Dot` is an axis"),
     ("Concatenate(axis = 1)(a)", "is called on a list of tensors written out"),
     ("Add(mode = 1)([a, b])", "`Add` has no argument `mode`"),
+    ("Permute([2, 2])(a)", "`dims` of `Permute` is an order of the axes"),
+    ("RepeatVector(0)(a)", "`n` of `RepeatVector` is a positive int"),
+    ("RepeatVector()(a)", "`RepeatVector` needs `n`"),
+    ("ReLU(threshold = 0.5)(a)", "`ReLU` with a `threshold` other than 0"),
+    ("ReLU()(a, b)", "`ReLU(...)` is called on one tensor"),
 ])
 def test_merge_mistakes_are_diagnostics(line: str, message: str) -> None:
     source = f"""
@@ -59,3 +65,17 @@ model M {{
     with pytest.raises(GraphdslError) as caught:
         compile_text(source, "<test>")
     assert message in str(caught.value)
+
+
+def test_a_layer_without_weights_kept_in_a_variable_says_how_to_call_it() -> None:
+    source = """
+model M {
+    input a : float32[B, 4]
+    layer act = LeakyReLU(negative_slope = 0.2)
+    inference output y = act(a)
+}
+"""
+    with pytest.raises(GraphdslError) as caught:
+        compile_text(source, "<test>")
+    assert "called where it is made: `LeakyReLU(...)(x)`" in \
+        caught.value.diagnostics[0].help

@@ -1,5 +1,7 @@
-"""Keras' merge layers in graphdsl compute what keras.layers.Concatenate, Add, Subtract,
-Multiply, Average, Maximum, Minimum and Dot compute, in both backends."""
+"""Keras' layers without weights in graphdsl compute what keras.layers computes, in both
+backends: the merges (Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum, Dot)
+and the activation and reshaping layers (ReLU, LeakyReLU, Softmax, ELU, Permute,
+RepeatVector, Identity)."""
 
 from __future__ import annotations
 
@@ -61,3 +63,44 @@ def test_merge_layers_equal_kerass_own() -> None:
         for name, value in expected.items():
             np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-6,
                                        err_msg=name)
+
+
+ONE_TENSOR = """
+model Acts {
+    input x : float32[B, 3, 4]
+    inference output relu = ReLU()(x)
+    inference output relu6 = ReLU(6.0)(x * 4.0)
+    inference output capped = ReLU(max_value = 1.5, negative_slope = 0.1)(x * 2.0)
+    inference output leaky = LeakyReLU()(x)
+    inference output leaky2 = LeakyReLU(negative_slope = 0.2)(x)
+    inference output soft = Softmax(axis = 1)(x)
+    inference output elu = ELU()(x)
+    inference output elu2 = ELU(alpha = 0.5)(x)
+    inference output permuted = Permute([2, 1])(x)
+    inference output repeated = RepeatVector(2)(x[:, 0, :])
+    inference output same = Identity()(x)
+}
+"""
+
+
+def test_activation_and_reshaping_layers_equal_kerass_own() -> None:
+    x = np.random.default_rng(12).standard_normal((2, 3, 4)).astype(np.float32)
+    t = keras.ops.convert_to_tensor(x)
+    L = keras.layers
+    expected = {
+        "relu": L.ReLU()(t), "relu6": L.ReLU(6.0)(t * 4.0),
+        "capped": L.ReLU(max_value=1.5, negative_slope=0.1)(t * 2.0),
+        "leaky": L.LeakyReLU()(t), "leaky2": L.LeakyReLU(negative_slope=0.2)(t),
+        "soft": L.Softmax(axis=1)(t), "elu": L.ELU()(t), "elu2": L.ELU(alpha=0.5)(t),
+        "permuted": L.Permute((2, 1))(t), "repeated": L.RepeatVector(2)(t[:, 0, :]),
+        "same": L.Identity()(t)}
+    module = graphdsl.compile(ONE_TENSOR, backend="torch")
+    with torch.no_grad():
+        from_torch = {n: v.numpy() for n, v in module(x=torch.from_numpy(x)).items()}
+    from_keras = {n: np.asarray(v) for n, v in
+                  graphdsl.compile(ONE_TENSOR, backend="keras")({"x": x}).items()}
+    for outputs in (from_torch, from_keras):
+        assert set(outputs) == set(expected)
+        for name, value in expected.items():
+            np.testing.assert_allclose(outputs[name], np.asarray(value), rtol=1e-5,
+                                       atol=1e-6, err_msg=name)

@@ -1,8 +1,11 @@
-"""Keras' merge layers, `Concatenate(axis = 1)([a, b])`, `Add()([a, b, c])`, `Dot(axes = 1)`,
-written as a Keras functional model writes them: each call is the same program written
-with the language's own operators and functions (`concat`, `+`, `maximum`, `einsum`), so
-the registry, the shape checks and both backends are the ones those already have. A merge
-layer holds no weights; `name =` is accepted and has nothing to name.
+"""Keras' layers without weights, written as a Keras functional model writes them: the merge
+layers, `Concatenate(axis = 1)([a, b])`, `Add()([a, b, c])`, `Dot(axes = 1)([q, k])`, and
+the activation and reshaping layers, `ReLU(6.0)(x)`, `LeakyReLU(negative_slope = 0.2)(x)`,
+`Softmax(axis = 1)(x)`, `ELU(alpha)(x)`, `Permute([2, 1])(x)`, `RepeatVector(n)(x)`,
+`Identity()(x)`. Each call is the same program written with the language's own operators
+and functions (`concat`, `+`, `maximum`, `einsum`, `relu`, `transpose`), so the registry,
+the shape checks and both backends are the ones those already have. Such a layer holds no
+weights: `name =` is accepted and has nothing to name, and it is called where it is made.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import string
 from typing import TYPE_CHECKING, Any
 
 from graphdsl.elaborate.values import POISON, Poison, Scope, Tensor, lookup_global
+from graphdsl.ops.registry import REQUIRED
 from graphdsl.syntax import tree as ast
 
 if TYPE_CHECKING:
@@ -31,22 +35,45 @@ FUNCTION_FORMS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
                   "concatenate": "Concatenate", "dot": "Dot"}
 
 
-class Merges:
+# Keras name -> its arguments, with their defaults (REQUIRED: none), applied to one tensor
+ONE_TENSOR_LAYERS: dict[str, dict[str, Any]] = {
+    "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+    "LeakyReLU": {"negative_slope": 0.3},
+    "Softmax": {"axis": -1}, "ELU": {"alpha": 1.0}, "Identity": {},
+    "Permute": {"dims": REQUIRED}, "RepeatVector": {"n": REQUIRED},
+}
+
+
+# The functions the rewritten programs call. They are read under names no program can
+# write, so an output or a variable called `relu` cannot stand in for the function.
+FUNCTIONS = ("concat", "maximum", "minimum", "einsum", "l2_normalize", "expand_dims", "relu",
+             "relu6", "elu", "exp", "softmax", "transpose")
+
+
+def _fn(span: Any, name: str) -> ast.Name:
+    return ast.Name(span, f"<function {name}>")
+
+
+class StatelessLayers:
     def __init__(self, el: Elaborator):
         self.el = el
 
-    def is_merge_call(self, e: ast.Call, scope: Scope) -> bool:
-        """`Concatenate(...)([...])` or `concatenate([...], ...)`, where the program does not
-        define the name itself."""
+    def is_stateless_call(self, e: ast.Call, scope: Scope) -> bool:
+        """`Concatenate(...)([...])`, `concatenate([...], ...)` or `ReLU(...)(x)`, where the
+        program does not define the name itself."""
         inner = e.func
         if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name):
-            return inner.func.id in MERGE_LAYERS and inner.func.id not in scope.env and \
+            return (inner.func.id in MERGE_LAYERS or inner.func.id in ONE_TENSOR_LAYERS) \
+                and inner.func.id not in scope.env and \
                 lookup_global(inner.func.id, scope.namespace) is None
         return isinstance(inner, ast.Name) and inner.id in FUNCTION_FORMS and \
             inner.id not in scope.env and len(e.args) == 1 and \
             isinstance(e.args[0], ast.ListExpr)
 
     def call(self, e: ast.Call, scope: Scope) -> Any:
+        if isinstance(e.func, ast.Call) and isinstance(e.func.func, ast.Name) and \
+                e.func.func.id in ONE_TENSOR_LAYERS:
+            return self.one_tensor(e, e.func.func.id, scope)
         if isinstance(e.func, ast.Call):  # Concatenate(axis = 1)([a, b])
             assert isinstance(e.func.func, ast.Name)
             name = e.func.func.id
@@ -71,6 +98,7 @@ class Merges:
         refs: list[ast.Expr] = [ast.Name(item.span, n) for item, n in zip(items, names,
                                                                           strict=True)]
         scope.env.update(zip(names, values, strict=True))
+        names += self._bind_functions(scope)
         try:
             rewritten = self._rewrite(name, args, refs, values, e, scope)
             return POISON if rewritten is None else self.el.expressions.eval(rewritten, scope)
@@ -78,9 +106,107 @@ class Merges:
             for n in names:
                 del scope.env[n]
 
+    def _bind_functions(self, scope: Scope) -> list[str]:
+        names = []
+        for function in FUNCTIONS:
+            names.append(_fn(None, function).id)
+            scope.env[names[-1]] = lookup_global(function, scope.namespace)
+        return names
+
+    def one_tensor(self, e: ast.Call, name: str, scope: Scope) -> Any:
+        layer = e.func
+        assert isinstance(layer, ast.Call)
+        args = self._arguments(name, layer.args, layer.keywords, ONE_TENSOR_LAYERS[name])
+        if len(e.args) != 1 or e.keywords:
+            self.el.sink.error("argument-type", f"`{name}(...)` is called on one tensor: "
+                               f"`{name}()(x)`", e.span)
+            args = None
+        if args is None:
+            for a in e.args:
+                self.el.expressions.eval(a, scope)
+            return POISON
+        value = self.el.expressions.eval(e.args[0], scope)
+        if isinstance(value, Poison):
+            return POISON
+        ref = f"<{name} input>"
+        scope.env[ref] = value
+        bound = [ref, *self._bind_functions(scope)]
+        try:
+            consts = {k: self.el.expressions.eval(v, scope) for k, v in args.items()}
+            if any(isinstance(c, Poison) for c in consts.values()):
+                return POISON
+            rewritten = self._one_tensor_rewrite(name, {k: getattr(c, "value", c) for k, c in
+                                                        consts.items()},
+                                                 ast.Name(e.args[0].span, ref), value, e)
+            return POISON if rewritten is None else self.el.expressions.eval(rewritten, scope)
+        finally:
+            for n in bound:
+                del scope.env[n]
+
+    def _one_tensor_rewrite(self, name: str, given: dict[str, Any], x: ast.Expr, value: Any,
+                            e: ast.Call) -> ast.Expr | None:
+        span = e.span
+        a = {**{k: v for k, v in ONE_TENSOR_LAYERS[name].items() if v is not REQUIRED},
+             **given}
+
+        def call(func: str, *positional: ast.Expr, **keywords: Any) -> ast.Call:
+            return ast.Call(span, _fn(span, func), tuple(positional),
+                            tuple(ast.Keyword(k, _literal(v, span), span)
+                                  for k, v in keywords.items()))
+
+        def number(v: float) -> ast.Number:
+            return ast.Number(span, float(v))
+
+        def negative_part(slope: float) -> ast.Expr:  # slope * min(x, 0)
+            return ast.BinOp(span, "*", number(-slope),
+                             call("relu", ast.UnaryOp(span, "-", x)))
+
+        if name == "Identity":
+            return x
+        if name == "Softmax":
+            return call("softmax", x, axis=a["axis"])
+        if name == "ELU":
+            if a["alpha"] == 1.0:
+                return call("elu", x)
+            # x for x > 0, alpha (exp(x) - 1) below
+            return ast.BinOp(span, "+", call("relu", x), ast.BinOp(
+                span, "*", number(a["alpha"]),
+                ast.BinOp(span, "-", call("exp", call("minimum", x, number(0.0))),
+                          number(1.0))))
+        if name in ("ReLU", "LeakyReLU"):
+            if a.get("threshold", 0.0) != 0.0:
+                self.el.sink.error("argument-value", "`ReLU` with a `threshold` other than 0 "
+                                   "is not supported", span,
+                                   help="shift the input: `ReLU()(x - t) + t` where x > t")
+                return None
+            top: ast.Expr = call("relu", x)
+            if a.get("max_value") is not None:
+                top = call("relu6", x) if a["max_value"] == 6 else \
+                    call("minimum", top, number(a["max_value"]))
+            slope = a["negative_slope"]
+            return top if slope == 0 else ast.BinOp(span, "+", top, negative_part(slope))
+        if name == "Permute":
+            dims = a["dims"]
+            if not isinstance(dims, (list, tuple)) or sorted(dims) != list(
+                    range(1, len(dims) + 1)):
+                self.el.sink.error("argument-value", "`dims` of `Permute` is an order of the "
+                                   "axes after the batch, counted from 1: `Permute([2, 1])`",
+                                   span)
+                return None
+            return call("transpose", x, perm=[0, *dims])
+        # RepeatVector: [B, d] -> [B, n, d]
+        n = a["n"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            self.el.sink.error("argument-value", "`n` of `RepeatVector` is a positive int",
+                               span)
+            return None
+        step = call("expand_dims", x, axis=1)
+        return call("concat", ast.ListExpr(span, (step,) * n), axis=1)
+
     def _arguments(self, name: str, positional: tuple[ast.Expr, ...],
-                   keywords: tuple[ast.Keyword, ...]) -> dict[str, ast.Expr] | None:
-        defaults = MERGE_LAYERS[name][0]
+                   keywords: tuple[ast.Keyword, ...],
+                   defaults: dict[str, Any] | None = None) -> dict[str, ast.Expr] | None:
+        defaults = MERGE_LAYERS[name][0] if defaults is None else defaults
         names = list(defaults)
         if len(positional) > len(names):
             self.el.sink.error("too-many-arguments", f"`{name}` takes "
@@ -98,6 +224,12 @@ class Merges:
                                    if names else f"`{name}` takes no arguments")
                 return None
             given[k.name] = k.value
+        missing = [n for n, d in defaults.items() if d is REQUIRED and n not in given]
+        if missing:
+            self.el.sink.error("missing-argument", f"`{name}` needs `{missing[0]}`",
+                               keywords[0].span if keywords else
+                               positional[0].span if positional else None)
+            return None
         return given
 
     def _tensors(self, name: str, e: ast.Call) -> list[ast.Expr] | None:
@@ -120,7 +252,7 @@ class Merges:
         span = e.span
 
         def call(func: str, *positional: ast.Expr, **keywords: ast.Expr) -> ast.Call:
-            return ast.Call(span, ast.Name(span, func), tuple(positional),
+            return ast.Call(span, _fn(span, func), tuple(positional),
                             tuple(ast.Keyword(k, v, span) for k, v in keywords.items()))
 
         def chain(op: str) -> ast.Expr:
@@ -189,14 +321,25 @@ class Merges:
         normalize = args.get("normalize")
         if normalize is not None and getattr(self.el.expressions.eval(normalize, scope),
                                              "value", False) is True:
-            a = ast.Call(span, ast.Name(span, "l2_normalize"), (a,),
+            a = ast.Call(span, _fn(span, "l2_normalize"), (a,),
                          (ast.Keyword("axis", ast.Number(span, pair[0]), span),))
-            b = ast.Call(span, ast.Name(span, "l2_normalize"), (b,),
+            b = ast.Call(span, _fn(span, "l2_normalize"), (b,),
                          (ast.Keyword("axis", ast.Number(span, pair[1]), span),))
         spec = f"{''.join(a_axes)},{''.join(b_axes)}->{''.join(out)}"
-        product: ast.Expr = ast.Call(span, ast.Name(span, "einsum"),
+        product: ast.Expr = ast.Call(span, _fn(span, "einsum"),
                                      (ast.String(span, spec), a, b), ())
         if len(out) == 1:  # two vectors per sample: [B] -> [B, 1], as Keras returns
-            product = ast.Call(span, ast.Name(span, "expand_dims"), (product,),
+            product = ast.Call(span, _fn(span, "expand_dims"), (product,),
                                (ast.Keyword("axis", ast.Number(span, -1), span),))
         return product
+
+
+def _literal(value: Any, span: Any) -> ast.Expr:
+    """A constant as the expression that writes it."""
+    if isinstance(value, ast.Expr):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ast.ListExpr(span, tuple(_literal(v, span) for v in value))
+    if isinstance(value, bool):
+        return ast.Bool(span, value)
+    return ast.Number(span, value)
