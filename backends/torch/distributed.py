@@ -10,6 +10,7 @@ generated loss pass, so :class:`LossPass` presents the loss pass as a forward.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping
@@ -48,8 +49,16 @@ def join(device: torch.device) -> tuple[World, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Left to the interpreter's exit, the group's threads can be torn down while still
+        # running ("terminate called without an active exception"): close it first.
+        atexit.register(_leave)
     world.reducer = functools.partial(_sum, device)
     return world, device
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _sum(device: torch.device, values: list[float]) -> list[float]:
