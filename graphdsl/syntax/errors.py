@@ -509,8 +509,6 @@ def _token_help(token: Token, expected: set[str], text: str) -> str | None:
         return f"`{before[-1]}` is a keyword and cannot be used as a name"
     if str(token) == "=" and "COMPARE" not in expected:
         return "a statement is `name = expression`; compare with `==`"
-    if str(token) == "," and expected == {"RPAR"}:
-        return "graphdsl has no tuples: write a list in square brackets, e.g. `[3, 3]`"
     if "RPAR" in expected or "RSQB" in expected:
         return "a `,` or a closing bracket may be missing"
     return None

@@ -278,6 +278,11 @@ class _TreeBuilder(Transformer_NonRecursive):
     def false(self, meta: Any, c: list[Any]) -> ast.Bool:
         return ast.Bool(self._span(meta), False)
 
+    # (before `list`, whose name would shadow the type in the annotations below it)
+    def tuple_list(self, meta: Any, c: list[Any]) -> ast.ListExpr:
+        """`(3, 3)`, as Keras code writes sizes and shapes, is the list `[3, 3]`."""
+        return self.list(meta, c)
+
     def list(self, meta: Any, c: list[Any]) -> ast.ListExpr:
         return ast.ListExpr(self._span(meta), tuple(x for x in c if x is not None))
 

@@ -354,3 +354,20 @@ def test_the_pass_through_shortcut_keeps_every_span(monkeypatch) -> None:  # typ
     finally:
         parser._parser.cache_clear()
     assert fast == plain
+
+
+def test_a_tuple_is_a_list_as_keras_writes_sizes() -> None:
+    from graphdsl.compiler import compile_text
+
+    model = compile_text("""
+model M {
+    input x : float32[B, 16, 16, 3]
+    h = Conv2D(8, (3, 3), strides = (2, 2), padding = "same")(x)
+    inference output y = Reshape((8 * 8, 8,))(h)
+    inference output z = (x)
+}
+""", "<test>").model()
+    conv = next(model.node(n) for n in model.ops() if model.node(n)["op"] == "Conv2D")
+    assert conv["args"]["kernel_size"] == [3, 3] and conv["args"]["strides"] == [2, 2]
+    types = {model.node(n)["name"]: str(model.node(n)["type"]) for n in model.outputs}
+    assert types == {"y": "float32[B, 64, 8]", "z": "float32[B, 16, 16, 3]"}
