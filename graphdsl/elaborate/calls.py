@@ -110,6 +110,8 @@ class CallRules:
             return self.el.control.call(e, scope)
         if self.el.stateless.is_stateless_call(e, scope):
             return self.el.stateless.call(e, scope)
+        if self.el.stateless.is_time_distributed(e, scope):
+            return self.el.stateless.time_distributed(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):
             for a in e.args:

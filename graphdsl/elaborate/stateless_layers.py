@@ -13,7 +13,15 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING, Any
 
-from graphdsl.elaborate.values import POISON, Poison, Scope, Tensor, lookup_global
+from graphdsl.elaborate.values import (
+    POISON,
+    LayerValue,
+    Poison,
+    Scope,
+    Tensor,
+    describe,
+    lookup_global,
+)
 from graphdsl.ops.registry import REQUIRED
 from graphdsl.syntax import tree as ast
 
@@ -47,7 +55,11 @@ ONE_TENSOR_LAYERS: dict[str, dict[str, Any]] = {
 # The functions the rewritten programs call. They are read under names no program can
 # write, so an output or a variable called `relu` cannot stand in for the function.
 FUNCTIONS = ("concat", "maximum", "minimum", "einsum", "l2_normalize", "expand_dims", "relu",
-             "relu6", "elu", "exp", "softmax", "transpose")
+             "relu6", "elu", "exp", "softmax", "transpose", "reshape")
+
+# Layers that act on each position of the last axis alone: TimeDistributed(L)(x) is L(x).
+PER_POSITION = {"Dense", "Activation", "Dropout", "LayerNormalization", "BatchNormalization",
+                "Embedding", "Rescaling"}
 
 
 def _fn(span: Any, name: str) -> ast.Name:
@@ -57,6 +69,71 @@ def _fn(span: Any, name: str) -> ast.Name:
 class StatelessLayers:
     def __init__(self, el: Elaborator):
         self.el = el
+
+    def is_time_distributed(self, e: ast.Call, scope: Scope) -> bool:
+        inner = e.func
+        return isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and \
+            inner.func.id == "TimeDistributed" and "TimeDistributed" not in scope.env and \
+            lookup_global("TimeDistributed", scope.namespace) is None
+
+    def time_distributed(self, e: ast.Call, scope: Scope) -> Any:
+        """`TimeDistributed(layer)(x)`: the layer on each step of x [B, T, ...]. A layer that
+        acts on the last axis alone (Dense, Embedding, LayerNormalization, ...) is simply
+        called on x; any other runs on the steps folded into the batch, [B * T, ...], which
+        needs the step count and the sizes after it known."""
+        wrapper = e.func
+        assert isinstance(wrapper, ast.Call)
+        if len(wrapper.args) != 1 or wrapper.keywords or len(e.args) != 1 or e.keywords:
+            self.el.sink.error("argument-type", "`TimeDistributed` wraps one layer and is "
+                               "called on one tensor: `TimeDistributed(Dense(8))(x)`", e.span)
+            return POISON
+        inner, x_expr = wrapper.args[0], e.args[0]
+        x = self.el.expressions.eval(x_expr, scope)
+        if isinstance(x, Poison):
+            return POISON
+        layer = self.el.expressions.eval(inner, scope)
+        if isinstance(layer, Poison):
+            return POISON
+        if not isinstance(layer, LayerValue):
+            self.el.sink.error("argument-type", "`TimeDistributed` wraps a layer, got "
+                               f"{describe(layer)}", inner.span)
+            return POISON
+        if not isinstance(x, Tensor) or x.type.shape is None or len(x.type.shape) < 3:
+            self.el.sink.error("shape-mismatch", "`TimeDistributed` takes a tensor [B, T, "
+                               f"...], got {describe(x)}", x_expr.span)
+            return POISON
+        span = e.span
+        names = ["<TimeDistributed layer>", "<TimeDistributed input>"]
+        scope.env.update(zip(names, (layer, x), strict=True))
+        names += self._bind_functions(scope)
+        try:
+            layer_ref, x_ref = (ast.Name(span, n) for n in names[:2])
+            plain = all(layer.args.get(k) in (None, -1) for k in ("axis", "noise_shape"))
+            if layer.op.name in PER_POSITION and plain:
+                return self.el.expressions.eval(ast.Call(span, layer_ref, (x_ref,), ()),
+                                                scope)
+            steps, rest = x.type.shape[1], list(x.type.shape[2:])
+            if not all(isinstance(d, int) for d in (steps, *rest)):
+                self.el.sink.error("unknown-dimension", f"`TimeDistributed({layer.op.name})` "
+                                   f"folds the steps into the batch, so it needs them and "
+                                   f"the sizes after them known; the input is {x.type}",
+                                   x_expr.span, help="give the input a fixed number of steps")
+                return POISON
+            folded = ast.Call(span, _fn(span, "reshape"), (x_ref, _literal([-1, *rest], span)),
+                              ())
+            y = self.el.expressions.eval(ast.Call(span, layer_ref, (folded,), ()), scope)
+            if not isinstance(y, Tensor) or y.type.shape is None or \
+                    not all(isinstance(d, int) for d in y.type.shape[1:]):
+                return POISON if not isinstance(y, Tensor) else y
+            scope.env["<TimeDistributed output>"] = y
+            names.append("<TimeDistributed output>")
+            return self.el.expressions.eval(ast.Call(
+                span, _fn(span, "reshape"), (ast.Name(span, "<TimeDistributed output>"),
+                                             _literal([-1, steps, *y.type.shape[1:]], span)),
+                ()), scope)
+        finally:
+            for n in names:
+                del scope.env[n]
 
     def is_stateless_call(self, e: ast.Call, scope: Scope) -> bool:
         """`Concatenate(...)([...])`, `concatenate([...], ...)` or `ReLU(...)(x)`, where the

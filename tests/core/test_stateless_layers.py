@@ -79,3 +79,31 @@ model M {
         compile_text(source, "<test>")
     assert "called where it is made: `LeakyReLU(...)(x)`" in \
         caught.value.diagnostics[0].help
+
+
+def test_time_distributed_shapes_and_mistakes() -> None:
+    source = """
+model M {
+    input clip : float32[B, 5, 8, 8, 3]
+    input ids  : int32[B, T]
+    inference output frames = TimeDistributed(Flatten())(TimeDistributed(
+        Conv2D(4, 3, padding = "same"))(clip))
+    inference output steps = TimeDistributed(Dense(6))(Embedding(50, 8)(ids))
+}
+"""
+    model = compile_text(source, "<test>").model()
+    shapes = {model.node(n)["name"]: str(model.node(n)["type"]) for n in model.outputs}
+    assert shapes == {"frames": "float32[B, 5, 256]", "steps": "float32[B, T, 6]"}
+    for line, message in (("TimeDistributed(Flatten())(seq)", "needs them and the sizes"),
+                          ("TimeDistributed(Dense(3))(flat)", "takes a tensor [B, T, ...]"),
+                          ("TimeDistributed(relu)(seq)", "wraps a layer")):
+        bad = f"""
+model M {{
+    input seq : float32[B, T, 4, 2]
+    input flat : float32[B, 4]
+    inference output y = {line}
+}}
+"""
+        with pytest.raises(GraphdslError) as caught:
+            compile_text(bad, "<test>")
+        assert message in str(caught.value), line

@@ -1,7 +1,7 @@
 """Keras' layers without weights in graphdsl compute what keras.layers computes, in both
 backends: the merges (Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum, Dot)
 and the activation and reshaping layers (ReLU, LeakyReLU, Softmax, ELU, Permute,
-RepeatVector, Identity)."""
+RepeatVector, Identity), and TimeDistributed."""
 
 from __future__ import annotations
 
@@ -104,3 +104,44 @@ def test_activation_and_reshaping_layers_equal_kerass_own() -> None:
         for name, value in expected.items():
             np.testing.assert_allclose(outputs[name], np.asarray(value), rtol=1e-5,
                                        atol=1e-6, err_msg=name)
+
+
+TIME_DISTRIBUTED = """
+model Video {
+    input clip : float32[B, 4, 6, 6, 2]
+    layer conv = Conv2D(3, 3, padding = "same")
+    layer dense = Dense(5)
+    f = TimeDistributed(conv)(clip)
+    f = TimeDistributed(MaxPooling2D(2))(f)
+    f = TimeDistributed(Flatten())(f)
+    inference output frames = f
+    inference output projected = TimeDistributed(dense)(f)
+}
+"""
+
+
+def test_time_distributed_equals_kerass_own() -> None:
+    """Per frame: a convolution folded over the steps, and a Dense called on the sequence
+    as it is; against keras.layers.TimeDistributed with the same weights."""
+    rng = np.random.default_rng(13)
+    clip = rng.standard_normal((2, 4, 6, 6, 2)).astype(np.float32)
+    module = graphdsl.compile(TIME_DISTRIBUTED, backend="torch")
+    weights = module.export_arrays()
+    conv, dense = keras.layers.Conv2D(3, 3, padding="same"), keras.layers.Dense(5)
+    conv.build((None, 6, 6, 2))
+    conv.set_weights([weights["conv.kernel"], weights["conv.bias"]])
+    dense.build((None, 27))
+    dense.set_weights([weights["dense.kernel"], weights["dense.bias"]])
+    L = keras.layers
+    frames = L.TimeDistributed(L.Flatten())(L.TimeDistributed(L.MaxPooling2D(2))(
+        L.TimeDistributed(conv)(clip)))
+    projected = L.TimeDistributed(dense)(frames)
+    with torch.no_grad():
+        from_torch = {n: v.numpy() for n, v in module(clip=torch.from_numpy(clip)).items()}
+    from_keras = {n: np.asarray(v) for n, v in graphdsl.compile(
+        TIME_DISTRIBUTED, backend="keras", values=weights)({"clip": clip}).items()}
+    for outputs in (from_torch, from_keras):
+        np.testing.assert_allclose(outputs["frames"], np.asarray(frames), rtol=1e-5,
+                                   atol=1e-5)
+        np.testing.assert_allclose(outputs["projected"], np.asarray(projected), rtol=1e-5,
+                                   atol=1e-5)
