@@ -114,8 +114,11 @@ class CallRules:
             return self.el.stateless.time_distributed(e, scope)
         func = self.el.expressions.eval(e.func, scope)
         if isinstance(func, Poison):
+            # the arguments are still checked, a list's items one by one: stacked, tensors
+            # of other shapes would be a second error for the one mistake
             for a in e.args:
-                self.el.expressions.eval(a, scope)
+                for item in a.items if isinstance(a, ast.ListExpr) else (a,):
+                    self.el.expressions.eval(item, scope)
             return POISON
         return self.call(func, e, scope)
 

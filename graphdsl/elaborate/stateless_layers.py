@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 from typing import TYPE_CHECKING, Any
 
+from graphdsl.diagnostics import source_text
 from graphdsl.elaborate.values import (
     POISON,
     LayerValue,
@@ -33,6 +34,8 @@ MERGE_LAYERS: dict[str, tuple[dict[str, Any], int]] = {
     "Concatenate": ({"axis": -1}, 1), "Add": ({}, 1), "Subtract": ({}, 2),
     "Multiply": ({}, 1), "Average": ({}, 1), "Maximum": ({}, 1), "Minimum": ({}, 1),
     "Dot": ({"axes": None, "normalize": False}, 2),
+    # Luong's dot-product attention over [query, value] or [query, value, key]
+    "Attention": ({"use_scale": False, "score_mode": "dot"}, 2),
 }
 
 
@@ -313,6 +316,11 @@ class StatelessLayers:
         fewest = MERGE_LAYERS[name][1]
         if len(e.args) == 1 and not e.keywords and isinstance(e.args[0], ast.ListExpr) and \
                 len(e.args[0].items) >= fewest:
+            if name == "Attention" and len(e.args[0].items) > 3:
+                self.el.sink.error("argument-value", "`Attention` takes [query, value] or "
+                                   f"[query, value, key], got {len(e.args[0].items)} tensors",
+                                   e.args[0].span)
+                return None
             if name in ("Subtract", "Dot") and len(e.args[0].items) != 2:
                 self.el.sink.error("argument-value", f"`{name}` merges exactly two tensors, "
                                    f"got {len(e.args[0].items)}", e.args[0].span)
@@ -354,7 +362,39 @@ class StatelessLayers:
             for item in items[1:]:
                 result = call(name.lower(), result, item)
             return result
+        if name == "Attention":
+            return self._attention(args, items, values, span, scope)
         return self._dot(args, items, values, span, scope)
+
+    def _attention(self, args: dict[str, ast.Expr], items: list[ast.Expr], values: list[Any],
+                   span: Any, scope: Scope) -> ast.Expr | None:
+        """keras.layers.Attention without a learned scale: softmax(q k^T) v per sample, the
+        key being the value unless given."""
+        for arg, plain in (("use_scale", False), ("score_mode", "dot")):
+            given = args.get(arg)
+            value = getattr(self.el.expressions.eval(given, scope), "value", None) \
+                if given is not None else plain
+            if value != plain:
+                self.el.sink.error("argument-value", f"`Attention` with `{arg} = "
+                                   f"{source_text(value)}` is not supported: only Luong's "
+                                   "plain dot-product scores", given.span if given else span,
+                                   help="a learned scale is a `param` times the scores: "
+                                        "write the attention with `einsum` and `softmax`")
+                return None
+        if not all(isinstance(v, Tensor) and v.type.shape is not None and
+                   len(v.type.shape) == 3 for v in values):
+            self.el.sink.error("shape-mismatch", "`Attention` takes tensors [B, T, dim]", span)
+            return None
+        query, value = items[0], items[1]
+        key = items[2] if len(items) == 3 else value
+
+        def einsum(spec: str, a: ast.Expr, b: ast.Expr) -> ast.Expr:
+            return ast.Call(span, _fn(span, "einsum"), (ast.String(span, spec), a, b), ())
+
+        scores = einsum("bqd,bkd->bqk", query, key)
+        weights = ast.Call(span, _fn(span, "softmax"), (scores,),
+                           (ast.Keyword("axis", ast.Number(span, -1), span),))
+        return einsum("bqk,bkd->bqd", weights, value)
 
     def _dot(self, args: dict[str, ast.Expr], items: list[ast.Expr], values: list[Any],
              span: Any, scope: Scope) -> ast.Expr | None:

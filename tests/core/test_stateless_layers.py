@@ -52,6 +52,9 @@ def test_merge_layers_have_kerass_output_shapes() -> None:
     ("RepeatVector()(a)", "`RepeatVector` needs `n`"),
     ("ReLU(threshold = 0.5)(a)", "`ReLU` with a `threshold` other than 0"),
     ("ReLU()(a, b)", "`ReLU(...)` is called on one tensor"),
+    ("Attention(use_scale = true)([a, b])", "`Attention` with `use_scale = true` is not"),
+    ("Attention()([a, b])", "`Attention` takes tensors [B, T, dim]"),
+    ("Unknown()([a, c])", "`Unknown` is not defined"),
 ])
 def test_merge_mistakes_are_diagnostics(line: str, message: str) -> None:
     source = f"""
@@ -107,3 +110,18 @@ model M {{
         with pytest.raises(GraphdslError) as caught:
             compile_text(bad, "<test>")
         assert message in str(caught.value), line
+
+
+def test_an_unknown_function_on_a_list_is_one_error() -> None:
+    """The list's items are still checked, but not stacked: tensors of two shapes would be a
+    second error for the one mistake."""
+    source = """
+model M {
+    input q : float32[B, 5, 8]
+    input v : float32[B, 7, 8]
+    inference output y = Attentionn()([q, v])
+}
+"""
+    with pytest.raises(GraphdslError) as caught:
+        compile_text(source, "<test>")
+    assert [d.code for d in caught.value.diagnostics] == ["unknown-name"]

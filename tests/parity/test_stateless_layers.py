@@ -1,5 +1,6 @@
 """Keras' layers without weights in graphdsl compute what keras.layers computes, in both
-backends: the merges (Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum, Dot)
+backends: the merges (Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum, Dot,
+Attention)
 and the activation and reshaping layers (ReLU, LeakyReLU, Softmax, ELU, Permute,
 RepeatVector, Identity), and TimeDistributed."""
 
@@ -30,6 +31,8 @@ model Merged {
     inference output scores = Dot(axes = 2)([q, k])
     inference output mixed = Dot(axes = [1, 1])([q, k[:, :5, :]])
     inference output cosine = Dot(axes = 1, normalize = true)([a, b])
+    inference output attended = Attention()([q, k])
+    inference output keyed = Attention()([q, k, k * 2.0])
 }
 """
 
@@ -42,7 +45,8 @@ def keras_reference(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
            "mean": L.Average()([a, b]), "high": L.Maximum()([a, b, a]),
            "low": L.Minimum()([a, b]), "scores": L.Dot(axes=2)([q, k]),
            "mixed": L.Dot(axes=[1, 1])([q, k[:, :5, :]]),
-           "cosine": L.Dot(axes=1, normalize=True)([a, b])}
+           "cosine": L.Dot(axes=1, normalize=True)([a, b]),
+           "attended": L.Attention()([q, k]), "keyed": L.Attention()([q, k, k * 2.0])}
     return {name: np.asarray(v) for name, v in out.items()}
 
 
