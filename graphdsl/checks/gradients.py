@@ -83,8 +83,10 @@ def _value_ancestors(graph: ModelGraph, sinks: list[str]) -> set[str]:
 
 
 def check_gradients(graph: ModelGraph, sink: DiagnosticSink) -> None:
-    if not graph.losses and not (graph.loss_statements and graph.excused):
-        return  # not trained; (a loss that failed to check still counts: see excused)
+    if not graph.loss_statements:
+        return  # not trained: no loss of its own (a regularizer's penalty alone is none)
+    if not graph.losses and not graph.excused:
+        return  # (a loss that failed to check still counts: see excused)
     reached, blocked = _walk(graph, graph.losses)
     reached |= _value_ancestors(graph, sorted(graph.excused))
     values = _value_ancestors(graph, graph.losses)

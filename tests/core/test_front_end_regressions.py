@@ -330,3 +330,16 @@ def test_labels_read_by_one_hot_are_bounded_by_its_classes() -> None:
     (target,) = model.targets
     limit, reason, _ = id_limit(model, target)
     assert limit == 4 and "one_hot" in reason
+
+
+def test_a_regularizer_alone_does_not_make_layers_unused() -> None:
+    """A model without a loss of its own (inference only) whose layers carry Keras'
+    regularizers is not trained, so no layer is 'unreached by the losses'."""
+    program = graphdsl.compile("""
+model M {
+    input a : float32[B, 8]
+    h = Dense(4, kernel_initializer = "he_normal")(a)
+    inference output y = Dense(4, kernel_regularizer = "l2")(h)
+}
+""")
+    assert [d for d in program.diagnostics if d.severity == "error"] == []
