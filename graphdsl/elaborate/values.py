@@ -47,6 +47,16 @@ INFERRED_ARGUMENTS = frozenset({"in_features", "in_channels", "input_size", "inp
                                 "input_dim_", "num_features", "normalized_shape"})
 
 
+# Keras arguments graphdsl does without, and what to write instead.
+ARGUMENTS_WITHOUT = {
+    "data_format": "graphdsl is channels last, Keras' default: transpose a channels-first "
+                   "tensor once, `transpose(x, [0, 2, 3, 1])`",
+    "seed": "random layers draw from the run's seed (`seed` in the train block, or --seed): "
+            "leave it out",
+    "input_length": "the length comes from the input tensor: leave it out",
+}
+
+
 def argument_alias(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate that a framework's spelling `name` means, if any."""
     target = FRAMEWORK_ARGUMENTS.get(name) or KERAS_ALIASES.get(name)
@@ -60,6 +70,8 @@ def argument_help(name: str, candidates: Iterable[str]) -> str | None:
         return f"graphdsl calls it `{alias}`"
     if name in INFERRED_ARGUMENTS:
         return "graphdsl reads the input's size from the tensor it is called on: leave it out"
+    if name in ARGUMENTS_WITHOUT:
+        return ARGUMENTS_WITHOUT[name]
     return suggestion_help(name, pool)
 
 
