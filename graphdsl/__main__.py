@@ -1,5 +1,5 @@
 """`python -m graphdsl`: the same as the `graphdsl` command (also under torchrun)."""
 
-from graphdsl.cli.main import main
+from graphdsl.cli.main import run
 
-raise SystemExit(main())
+run()

@@ -95,7 +95,7 @@ def test_wheel_declares_the_console_script(built: dict[str, Path]) -> None:
         entry_points = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
         text = zf.read(entry_points).decode()
     assert "[console_scripts]" in text
-    assert "graphdsl = graphdsl.cli.main:main" in text
+    assert "graphdsl = graphdsl.cli.main:run" in text
 
 
 def test_installed_wheel_imports_from_a_foreign_folder(built: dict[str, Path]) -> None:

@@ -1,5 +1,5 @@
 """`python -m graphdsl.cli`: the same as the `graphdsl` command."""
 
-from graphdsl.cli.main import main
+from graphdsl.cli.main import run
 
-raise SystemExit(main())
+run()

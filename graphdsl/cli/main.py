@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from graphdsl.cli.common import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
 from graphdsl.cli.compile import add_compile_command, cmd_compile
@@ -74,5 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def run() -> NoReturn:
+    """The `graphdsl` command and `python -m graphdsl`: main(), then the process's end."""
+    code = main()
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        # Under torchrun, the interpreter's own teardown of the process group's threads
+        # aborts a process now and then after a finished run ("terminate called without an
+        # active exception", exit -6): leave the group, flush, and end here. Every file is
+        # written and closed by now.
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
